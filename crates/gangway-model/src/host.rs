@@ -1,0 +1,151 @@
+//! Host names: how a request's `Host` is reduced to the key routes are
+//! registered under, and which host names a route may declare.
+
+use thiserror::Error;
+
+/// The longest host name DNS allows (RFC 1035 §2.3.4, without the root dot).
+pub const MAX_HOST_LEN: usize = 253;
+
+/// Why a host name given in configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum HostError {
+    /// The host is empty after trimming.
+    #[error("the host is empty; give a name such as app.example.com")]
+    Empty,
+    /// The host is longer than DNS allows.
+    #[error("the host is {0} characters long; a host name has at most 253")]
+    TooLong(usize),
+    /// The host contains a character that cannot appear in a host name.
+    #[error("the host contains {0:?}, which is not allowed in a host name (use letters, digits, '-' and '.')")]
+    BadChar(char),
+    /// A label (the part between dots) is empty or too long.
+    #[error("the host has an empty or over-long part between dots")]
+    BadLabel,
+}
+
+/// Reduces a request's `Host` header (or HTTP/2 `:authority`) to its routing
+/// key: lower case, without port and without a trailing dot.
+///
+/// Writes into `buf` only when the input needs changing, so the common case
+/// (an already lower-case host without port) allocates nothing. Returns
+/// `None` for a value that cannot be a host.
+pub fn normalize_host<'a>(raw: &'a str, buf: &'a mut [u8; MAX_HOST_LEN + 8]) -> Option<&'a str> {
+    let raw = raw.trim();
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // IPv6 literal: keep the brackets off, drop any port after them.
+        let end = rest.find(']')?;
+        &rest[..end]
+    } else {
+        match raw.rfind(':') {
+            Some(colon) if raw[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => &raw[..colon],
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > MAX_HOST_LEN {
+        return None;
+    }
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(host);
+    }
+    let out = &mut buf[..host.len()];
+    out.copy_from_slice(host.as_bytes());
+    out.make_ascii_lowercase();
+    // Lower-casing ASCII bytes of a valid UTF-8 string keeps it valid UTF-8.
+    std::str::from_utf8(out).ok()
+}
+
+/// Checks a host name given in configuration and returns its routing key.
+///
+/// Accepts DNS names (letters, digits, `-`, `_`, dots), IP addresses, and a
+/// leading `*.` wildcard label; rejects everything else with an error a
+/// user can act on.
+pub fn validate_host_pattern(raw: &str) -> Result<String, HostError> {
+    let trimmed = raw.trim();
+    let host = trimmed.strip_suffix('.').unwrap_or(trimmed);
+    if host.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if host.len() > MAX_HOST_LEN {
+        return Err(HostError::TooLong(host.len()));
+    }
+    let lower = host.to_ascii_lowercase();
+    if lower.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(lower);
+    }
+    let body = lower.strip_prefix("*.").unwrap_or(&lower);
+    for label in body.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(HostError::BadLabel);
+        }
+        if let Some(bad) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(HostError::BadChar(bad));
+        }
+    }
+    Ok(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(raw: &str) -> Option<String> {
+        let mut buf = [0u8; MAX_HOST_LEN + 8];
+        normalize_host(raw, &mut buf).map(str::to_owned)
+    }
+
+    #[test]
+    fn lower_case_port_and_trailing_dot_are_ignored() {
+        assert_eq!(norm("app.example.com").as_deref(), Some("app.example.com"));
+        assert_eq!(norm("App.Example.COM").as_deref(), Some("app.example.com"));
+        assert_eq!(
+            norm("app.example.com:8080").as_deref(),
+            Some("app.example.com")
+        );
+        assert_eq!(norm("app.example.com.").as_deref(), Some("app.example.com"));
+        assert_eq!(
+            norm("APP.example.com.:443").as_deref(),
+            Some("app.example.com")
+        );
+    }
+
+    #[test]
+    fn ipv6_literals_keep_their_address() {
+        assert_eq!(norm("[::1]:8080").as_deref(), Some("::1"));
+        assert_eq!(norm("[FE80::1]").as_deref(), Some("fe80::1"));
+        assert_eq!(norm("[::1").as_deref(), None);
+    }
+
+    #[test]
+    fn garbage_is_not_a_host() {
+        assert_eq!(norm(""), None);
+        assert_eq!(norm(":80"), None);
+        assert_eq!(norm("a:b:c"), None);
+        assert_eq!(norm(&"a".repeat(300)), None);
+    }
+
+    #[test]
+    fn configured_hosts_are_checked() {
+        assert_eq!(
+            validate_host_pattern(" API.example.com ").unwrap(),
+            "api.example.com"
+        );
+        assert_eq!(
+            validate_host_pattern("*.example.com").unwrap(),
+            "*.example.com"
+        );
+        assert_eq!(validate_host_pattern("10.0.0.1").unwrap(), "10.0.0.1");
+        assert_eq!(validate_host_pattern("::1").unwrap(), "::1");
+        assert_eq!(validate_host_pattern(""), Err(HostError::Empty));
+        assert_eq!(validate_host_pattern("a..b"), Err(HostError::BadLabel));
+        assert_eq!(validate_host_pattern("a b"), Err(HostError::BadChar(' ')));
+        assert_eq!(
+            validate_host_pattern("http://x"),
+            Err(HostError::BadChar(':'))
+        );
+    }
+}

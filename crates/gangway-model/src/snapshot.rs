@@ -1,0 +1,197 @@
+//! Routes, pools and targets, and the immutable snapshot built from the
+//! fragments that providers produce.
+
+use serde::Serialize;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+
+/// Where a piece of configuration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Labels of Docker containers.
+    Docker,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Docker => "docker",
+        })
+    }
+}
+
+/// What a target stands for, so logs and statistics can name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TargetOrigin {
+    /// A human name, such as the container's name.
+    pub name: String,
+    /// A stable identifier, such as the container's id.
+    pub id: String,
+}
+
+/// One address that serves an upstream pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Target {
+    /// Where connections go.
+    pub addr: SocketAddr,
+    /// What the address belongs to.
+    pub origin: TargetOrigin,
+}
+
+/// A set of interchangeable targets that share a route's load.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Pool {
+    /// Unique within a snapshot; routes refer to pools by this name.
+    pub name: String,
+    /// The targets; may be empty when every backend is stopped or paused.
+    pub targets: Vec<Target>,
+}
+
+/// A rule that sends requests for some hosts to a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Route {
+    /// Normalised host names (see [`crate::validate_host_pattern`]).
+    pub hosts: Vec<String>,
+    /// The name of the pool requests are forwarded to.
+    pub pool: String,
+}
+
+/// The part of the configuration that one provider owns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Fragment {
+    /// The provider that produced this fragment.
+    pub source: Source,
+    /// Its routes.
+    pub routes: Vec<Route>,
+    /// The pools its routes refer to.
+    pub pools: Vec<Pool>,
+}
+
+impl Fragment {
+    /// An empty fragment of the given source.
+    pub fn empty(source: Source) -> Self {
+        Fragment {
+            source,
+            routes: Vec::new(),
+            pools: Vec::new(),
+        }
+    }
+}
+
+/// The whole configuration at one moment: immutable, numbered, and tagged
+/// with its cause and a checksum of its content.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// Increases by one with every snapshot built by this process.
+    pub number: u64,
+    /// Why this snapshot exists ("container web-2 started").
+    pub cause: String,
+    /// A stable hash of the routes and pools, to tell whether two snapshots differ.
+    pub checksum: u64,
+    /// All routes, in the order of the fragments they came from.
+    pub routes: Vec<Route>,
+    /// All pools.
+    pub pools: Vec<Pool>,
+}
+
+impl Snapshot {
+    /// Merges fragments into a snapshot. Pool names are prefixed with their
+    /// source so two providers can never collide on a name.
+    pub fn build(number: u64, cause: impl Into<String>, fragments: &[Fragment]) -> Snapshot {
+        let mut routes = Vec::new();
+        let mut pools = Vec::new();
+        for fragment in fragments {
+            let prefix = fragment.source.to_string();
+            routes.extend(fragment.routes.iter().map(|r| Route {
+                hosts: r.hosts.clone(),
+                pool: format!("{prefix}/{}", r.pool),
+            }));
+            pools.extend(fragment.pools.iter().map(|p| Pool {
+                name: format!("{prefix}/{}", p.name),
+                targets: p.targets.clone(),
+            }));
+        }
+        let mut hasher = Fnv1a::default();
+        routes.hash(&mut hasher);
+        pools.hash(&mut hasher);
+        Snapshot {
+            number,
+            cause: cause.into(),
+            checksum: hasher.finish(),
+            routes,
+            pools,
+        }
+    }
+
+    /// The number of targets over all pools.
+    pub fn target_count(&self) -> usize {
+        self.pools.iter().map(|p| p.targets.len()).sum()
+    }
+}
+
+/// FNV-1a: a hash whose output does not change between Rust releases, so a
+/// checksum means the same thing in every build.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragment(host: &str, addr: &str) -> Fragment {
+        Fragment {
+            source: Source::Docker,
+            routes: vec![Route {
+                hosts: vec![host.into()],
+                pool: host.into(),
+            }],
+            pools: vec![Pool {
+                name: host.into(),
+                targets: vec![Target {
+                    addr: addr.parse().unwrap(),
+                    origin: TargetOrigin {
+                        name: "web".into(),
+                        id: "abc".into(),
+                    },
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn pools_are_namespaced_by_source() {
+        let snap = Snapshot::build(1, "test", &[fragment("a.test", "10.0.0.1:80")]);
+        assert_eq!(snap.routes[0].pool, "docker/a.test");
+        assert_eq!(snap.pools[0].name, "docker/a.test");
+        assert_eq!(snap.target_count(), 1);
+    }
+
+    #[test]
+    fn checksum_follows_content_not_number() {
+        let a = Snapshot::build(1, "x", &[fragment("a.test", "10.0.0.1:80")]);
+        let b = Snapshot::build(2, "y", &[fragment("a.test", "10.0.0.1:80")]);
+        let c = Snapshot::build(3, "z", &[fragment("a.test", "10.0.0.2:80")]);
+        assert_eq!(a.checksum, b.checksum);
+        assert_ne!(a.checksum, c.checksum);
+    }
+}

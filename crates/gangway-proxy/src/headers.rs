@@ -1,0 +1,165 @@
+//! Header rewriting between client and backend: hop-by-hop removal (RFC 9110
+//! §7.6.1) and the forwarding headers seed 001 sets with `proxy_set_header`.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// `X-Real-IP`: the address of the client as gangway saw it.
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// `X-Forwarded-For`: the chain of client addresses.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Host`: the host the client asked for.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Forwarded-Proto`: `http` or `https`, as the client spoke to gangway.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, never the message, and so are
+/// never forwarded.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+    ]
+}
+
+/// Removes hop-by-hop headers, including every header that `Connection`
+/// names. Must run before gangway adds its own headers, so that a client
+/// sending `Connection: x-forwarded-for` cannot remove them.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in fixed_hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+/// What gangway knows about the client connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// The client's address (IPv4-mapped addresses already unmapped).
+    pub ip: IpAddr,
+    /// Whether the request came over TLS.
+    pub https: bool,
+}
+
+/// Sets `X-Real-IP`, `X-Forwarded-Host` and `X-Forwarded-Proto`, and appends
+/// the client to `X-Forwarded-For`, as nginx's `$proxy_add_x_forwarded_for`.
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    client: ClientInfo,
+    client_ip: &HeaderValue,
+    host: HeaderValue,
+) {
+    headers.insert(X_REAL_IP.clone(), client_ip.clone());
+    let mut chain: Vec<u8> = Vec::new();
+    for prior in headers.get_all(&X_FORWARDED_FOR) {
+        let prior = prior.as_bytes().trim_ascii();
+        if !prior.is_empty() {
+            chain.extend_from_slice(prior);
+            chain.extend_from_slice(b", ");
+        }
+    }
+    let forwarded_for = if chain.is_empty() {
+        client_ip.clone()
+    } else {
+        chain.extend_from_slice(client_ip.as_bytes());
+        HeaderValue::from_bytes(&chain).unwrap_or_else(|_| client_ip.clone())
+    };
+    // Several X-Forwarded-For lines are folded into the one value above.
+    headers.remove(&X_FORWARDED_FOR);
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+    headers.insert(X_FORWARDED_HOST.clone(), host);
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if client.https { "https" } else { "http" }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("te", "gzip"),
+            ("proxy-authorization", "Basic abc"),
+            ("upgrade", "h2c"),
+            ("x-kept", "3"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn forwarding_headers_are_set_and_appended() {
+        let client = ClientInfo {
+            ip: "127.0.0.1".parse().unwrap(),
+            https: true,
+        };
+        let ip = HeaderValue::from_static("127.0.0.1");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "5.6.7.8"),
+            ("x-real-ip", "9.9.9.9"),
+            ("x-forwarded-proto", "gopher"),
+        ]);
+        add_forwarding(&mut h, client, &ip, HeaderValue::from_static("app.test"));
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 127.0.0.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-host"], "app.test");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn a_client_cannot_strip_gangway_headers_through_connection() {
+        let client = ClientInfo {
+            ip: "10.1.2.3".parse().unwrap(),
+            https: false,
+        };
+        let ip = HeaderValue::from_static("10.1.2.3");
+        let mut h = map(&[("connection", "x-forwarded-for, x-real-ip")]);
+        remove_hop_by_hop(&mut h);
+        add_forwarding(&mut h, client, &ip, HeaderValue::from_static("app.test"));
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-real-ip"], "10.1.2.3");
+    }
+}

@@ -1,0 +1,133 @@
+//! Accepting client connections and serving HTTP/1.1 and HTTP/2 on them,
+//! in plain text or over TLS.
+
+use crate::handler::{Connection, Proxy};
+use crate::headers::ClientInfo;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long requests in flight may run on after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// One listening socket and how to speak on it.
+pub struct Listener {
+    /// The bound socket.
+    pub socket: std::net::TcpListener,
+    /// `Some` for HTTPS.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Serves clients on `listener` until `shutdown` turns true, then lets
+/// requests in flight finish for a grace period.
+pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::Receiver<bool>) {
+    let socket = match TcpListener::from_std(listener.socket) {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::error!(%error, "cannot register listener with the runtime");
+            return;
+        }
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Connection::new(ClientInfo {
+            ip: peer.ip().to_canonical(),
+            https: listener.tls.is_some(),
+        });
+        let proxy = Arc::clone(&proxy);
+        let conn = Arc::new(conn);
+        let service = service_fn(move |req| {
+            let proxy = Arc::clone(&proxy);
+            let conn = Arc::clone(&conn);
+            async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
+        });
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        match listener.tls.clone() {
+            None => {
+                let served = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                tokio::spawn(watcher.watch(served));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let Some(tls) = handshake(&acceptor, stream, peer).await else {
+                        return;
+                    };
+                    let served = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                        .into_owned();
+                    let _ = watcher.watch(served).await;
+                });
+            }
+        }
+    }
+    drop(socket);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "requests still in flight after the grace period were cut off"
+        );
+    }
+}
+
+async fn handshake<S>(
+    acceptor: &TlsAcceptor,
+    stream: S,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let client = peer.ip().to_canonical();
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(error)) => {
+            tracing::warn!(%client, %error, "tls handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%client, timeout_s = TLS_HANDSHAKE_TIMEOUT.as_secs(), "tls handshake failed: timed out");
+            None
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The gangway binary: reads settings, starts the Docker provider, the data
+//! plane listeners and the admin listener, and wires them together.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod admin;
+mod routing;
+mod settings;
+
+use anyhow::Context;
+use clap::Parser;
+use settings::{Cli, Command, LogFormat, Settings};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Exit code for a setting that cannot be used, as clap uses for bad flags.
+const EXIT_BAD_SETTING: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Run(args)) => *args,
+        Some(Command::Healthcheck { control_plane_addr }) => {
+            return admin::healthcheck(&control_plane_addr)
+        }
+        None => cli.run,
+    };
+    let settings = match args.validate() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("gangway: {error}");
+            return ExitCode::from(EXIT_BAD_SETTING);
+        }
+    };
+    init_logging(&settings);
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "gangway stopped");
+            eprintln!("gangway: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(&settings.log_level);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match settings.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(settings: Settings) -> anyhow::Result<()> {
+    // Bind everything first: a port that is taken stops start-up at once.
+    let http = gangway_proxy::listener::bind_dual_stack(settings.http_port)
+        .with_context(|| format!("cannot listen on HTTP_PORT {}", settings.http_port))?;
+    let https = match &settings.https {
+        Some(https) => Some(
+            gangway_proxy::listener::bind_dual_stack(https.port)
+                .with_context(|| format!("cannot listen on HTTPS_PORT {}", https.port))?,
+        ),
+        None => None,
+    };
+    let admin =
+        gangway_proxy::listener::bind(settings.control_plane_addr, false).with_context(|| {
+            format!(
+                "cannot listen on CONTROL_PLANE_ADDR {}",
+                settings.control_plane_addr
+            )
+        })?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.workers)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let ready = Arc::new(AtomicBool::new(false));
+        let routes = routing::Routes::new(Arc::clone(&ready));
+        tokio::spawn(gangway_docker::run(
+            settings.docker.clone(),
+            routes.publisher(),
+        ));
+        let admin = tokio::net::TcpListener::from_std(admin)
+            .context("cannot register the admin listener")?;
+        tokio::spawn(admin::serve(admin, ready));
+
+        let proxy = Arc::new(gangway_proxy::Proxy::new(routes.table()));
+        let (stop, stopped) = watch::channel(false);
+        let mut servers = tokio::task::JoinSet::new();
+        servers.spawn(gangway_proxy::serve(
+            Arc::clone(&proxy),
+            gangway_proxy::Listener {
+                socket: http,
+                tls: None,
+            },
+            stopped.clone(),
+        ));
+        if let (Some(socket), Some(https)) = (https, &settings.https) {
+            let tls = gangway_proxy::TlsAcceptor::from(Arc::clone(&https.tls));
+            servers.spawn(gangway_proxy::serve(
+                Arc::clone(&proxy),
+                gangway_proxy::Listener {
+                    socket,
+                    tls: Some(tls),
+                },
+                stopped.clone(),
+            ));
+        }
+        log_started(&settings);
+
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = stop.send(true);
+        while servers.join_next().await.is_some() {}
+        tracing::info!("gangway stopped");
+        Ok(())
+    })
+}
+
+fn log_started(settings: &Settings) {
+    let https = settings.https.as_ref();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        http_port = settings.http_port,
+        https_enabled = https.is_some(),
+        https_port = https.map(|h| h.port),
+        tls_cert_path = https.map(|h| tracing::field::display(h.cert_path.display())),
+        tls_key_path = https.map(|h| tracing::field::display(h.key_path.display())),
+        docker_host = %settings.docker.docker_host,
+        docker_network = %settings.docker.network,
+        label_prefix = %settings.docker.label_prefix,
+        control_plane_addr = %settings.control_plane_addr,
+        workers = settings.workers,
+        "gangway started"
+    );
+}
+
+/// Resolves on SIGTERM (docker stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,110 @@
+//! Helpers shared by the end-to-end tests of the gangway binary.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use gangway_testkit::{
+    wait_until_some, ContainerSpec, CurlResult, Gangway, GangwayBuilder, Network,
+};
+use std::time::Duration;
+
+pub const GANGWAY: &str = env!("CARGO_BIN_EXE_gangway");
+
+/// The bound for every wait on gangway or Docker.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A builder for gangway on the host, routing the containers of `net`.
+pub fn gangway(net: &Network) -> GangwayBuilder {
+    GangwayBuilder::new(GANGWAY).network(net)
+}
+
+/// Spawns gangway and waits until `/readyz` answers 200.
+pub fn start(builder: GangwayBuilder) -> Gangway {
+    let g = builder.spawn();
+    assert!(
+        g.wait_ready(WAIT),
+        "gangway did not become ready within {WAIT:?}:\n{}",
+        g.output()
+    );
+    g
+}
+
+/// A backend container on `net` with `reverse-proxy.host=<host>`.
+pub fn backend(net: &Network, host: &str) -> ContainerSpec {
+    ContainerSpec::backend()
+        .network(net)
+        .label("reverse-proxy.host", host)
+}
+
+/// Polls `GET http://127.0.0.1:<http_port><path>` with `Host: host` until
+/// `ok` accepts the answer; panics with the last answer and gangway's output
+/// after [`WAIT`].
+pub fn wait_for(
+    g: &Gangway,
+    host: &str,
+    path: &str,
+    what: &str,
+    ok: impl Fn(&CurlResult) -> bool,
+) -> CurlResult {
+    let mut last = CurlResult::default();
+    wait_until_some(WAIT, || {
+        last = g.get(host, path);
+        ok(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what}: host {host} path {path} never gave the expected answer within {WAIT:?}; last: {last:#?}\ngangway output:\n{}",
+            g.output()
+        )
+    })
+}
+
+/// Waits until `host` is served by the backend container named `name`.
+pub fn wait_routed_to(g: &Gangway, host: &str, name: &str) -> CurlResult {
+    wait_for(g, host, "/", &format!("routed to {name}"), |r| {
+        r.status == 200 && r.header("x-backend") == Some(name)
+    })
+}
+
+/// Waits until `host` answers with `status`.
+pub fn wait_status(g: &Gangway, host: &str, status: u16) -> CurlResult {
+    wait_for(g, host, "/", &format!("status {status}"), |r| {
+        r.status == status
+    })
+}
+
+/// Whether `s` contains something shaped like an IPv4 address.
+pub fn contains_ipv4(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit()
+            && (i == 0 || !bytes[i - 1].is_ascii_digit() && bytes[i - 1] != b'.')
+        {
+            let rest = &s[i..];
+            let candidate: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let parts: Vec<&str> = candidate.trim_end_matches('.').split('.').collect();
+            if parts.len() == 4
+                && parts.iter().all(|p| {
+                    !p.is_empty() && p.len() <= 3 && p.parse::<u16>().is_ok_and(|n| n < 256)
+                })
+            {
+                return true;
+            }
+            i += candidate.len().max(1);
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Whether a log field that names a container id matches `id` (full or a
+/// 12-character short id).
+pub fn same_container_id(field: &serde_json::Value, id: &str) -> bool {
+    field
+        .as_str()
+        .is_some_and(|v| v.len() >= 12 && id.starts_with(v))
+}
