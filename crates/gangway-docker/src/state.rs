@@ -164,10 +164,9 @@ impl Backends {
         let mut fragment = Fragment::empty(Source::Docker);
         for (host, mut targets) in pools {
             targets.sort_by(|a, b| (&a.origin.name, a.addr).cmp(&(&b.origin.name, b.addr)));
-            fragment.routes.push(Route {
-                hosts: vec![host.to_owned()],
-                pool: host.to_owned(),
-            });
+            fragment
+                .routes
+                .push(Route::forward(host, vec![host.to_owned()], host));
             fragment.pools.push(Pool {
                 name: host.to_owned(),
                 targets,
@@ -263,7 +262,7 @@ mod tests {
         };
         backends.insert(f.id.clone(), routed(&f));
         let fragment = backends.fragment();
-        assert_eq!(fragment.routes[0].hosts, ["web.test"]);
+        assert_eq!(fragment.routes[0].matcher.hosts, ["web.test"]);
         assert!(fragment.pools[0].targets.is_empty());
     }
 

@@ -1,13 +1,26 @@
-//! The configuration model of gangway: what routes exist, which upstream
-//! pools they forward to, and which targets serve each pool.
+//! The configuration model of gangway: routes (conditions and actions),
+//! upstream pools and their targets, error pages.
 //!
-//! Providers (Docker, later a file and the control-plane store) each produce
-//! a [`Fragment`]; [`Snapshot::build`] merges fragments into one immutable,
+//! Providers (Docker labels, the configuration file, later the control-plane
+//! store) each produce a [`Fragment`]; [`validate`] checks one with precise
+//! errors, and [`Snapshot::build`] merges fragments into one immutable,
 //! numbered snapshot that the data plane compiles. Nothing here does I/O.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod file;
 mod host;
+mod route;
 mod snapshot;
+mod validate;
 
+pub use file::{parse_file, FileProblem, ParsedFile};
 pub use host::{normalize_host, validate_host_pattern, HostError, MAX_HOST_LEN};
-pub use snapshot::{Fragment, Pool, Route, Snapshot, Source, Target, TargetOrigin};
+pub use route::{
+    host_specificity, path_has_prefix, path_specificity, rank, Action, FieldMatch, HeaderOps,
+    Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
+};
+pub use snapshot::{
+    qualified_pool_name, ErrorPage, Fragment, Pool, Snapshot, Source, StatusSet, Target,
+    TargetOrigin,
+};
+pub use validate::{covers, validate, Problem, Severity};

@@ -1,6 +1,7 @@
 //! Routes, pools and targets, and the immutable snapshot built from the
 //! fragments that providers produce.
 
+use crate::route::{Action, Route};
 use serde::Serialize;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -12,12 +13,15 @@ use std::net::SocketAddr;
 pub enum Source {
     /// Labels of Docker containers.
     Docker,
+    /// The configuration file (`GANGWAY_CONFIG`).
+    File,
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Source::Docker => "docker",
+            Source::File => "file",
         })
     }
 }
@@ -49,13 +53,36 @@ pub struct Pool {
     pub targets: Vec<Target>,
 }
 
-/// A rule that sends requests for some hosts to a pool.
+/// Which responses an error page replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusSet {
+    /// One status code, such as 502.
+    Code(u16),
+    /// A class: 4 for 4xx, 5 for 5xx.
+    Class(u8),
+}
+
+impl StatusSet {
+    /// Whether `status` belongs to the set.
+    pub fn contains(self, status: u16) -> bool {
+        match self {
+            StatusSet::Code(code) => code == status,
+            StatusSet::Class(class) => status / 100 == u16::from(class),
+        }
+    }
+}
+
+/// A page served instead of an error response (seed 001's `error_page 500
+/// 502 503 504 /50x.html`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Route {
-    /// Normalised host names (see [`crate::validate_host_pattern`]).
-    pub hosts: Vec<String>,
-    /// The name of the pool requests are forwarded to.
-    pub pool: String,
+pub struct ErrorPage {
+    /// The statuses it replaces.
+    pub statuses: Vec<StatusSet>,
+    /// The page, read when the configuration was loaded.
+    pub body: String,
+    /// Its `Content-Type`.
+    pub content_type: String,
 }
 
 /// The part of the configuration that one provider owns.
@@ -67,6 +94,8 @@ pub struct Fragment {
     pub routes: Vec<Route>,
     /// The pools its routes refer to.
     pub pools: Vec<Pool>,
+    /// Pages for gangway's own errors (and backends' where a route asks).
+    pub error_pages: Vec<ErrorPage>,
 }
 
 impl Fragment {
@@ -76,6 +105,7 @@ impl Fragment {
             source,
             routes: Vec::new(),
             pools: Vec::new(),
+            error_pages: Vec::new(),
         }
     }
 }
@@ -94,40 +124,61 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// All pools.
     pub pools: Vec<Pool>,
+    /// All error pages; for a status, the first page that lists it wins.
+    pub error_pages: Vec<ErrorPage>,
 }
 
 impl Snapshot {
-    /// Merges fragments into a snapshot. Pool names are prefixed with their
-    /// source so two providers can never collide on a name.
+    /// Merges fragments into a snapshot. Route and pool names are prefixed
+    /// with their source (`docker/…`, `file/…`) so two providers never
+    /// collide; a route's pool reference without a `/` names a pool of its
+    /// own fragment, one with a `/` names a pool of any source.
     pub fn build(number: u64, cause: impl Into<String>, fragments: &[Fragment]) -> Snapshot {
         let mut routes = Vec::new();
         let mut pools = Vec::new();
+        let mut error_pages = Vec::new();
         for fragment in fragments {
-            let prefix = fragment.source.to_string();
-            routes.extend(fragment.routes.iter().map(|r| Route {
-                hosts: r.hosts.clone(),
-                pool: format!("{prefix}/{}", r.pool),
+            let source = fragment.source;
+            routes.extend(fragment.routes.iter().map(|r| {
+                let mut route = r.clone();
+                route.name = format!("{source}/{}", r.name);
+                if let Action::Forward { pool } = &mut route.action {
+                    *pool = qualified_pool_name(source, pool);
+                }
+                route
             }));
             pools.extend(fragment.pools.iter().map(|p| Pool {
-                name: format!("{prefix}/{}", p.name),
+                name: format!("{source}/{}", p.name),
                 targets: p.targets.clone(),
             }));
+            error_pages.extend(fragment.error_pages.iter().cloned());
         }
         let mut hasher = Fnv1a::default();
         routes.hash(&mut hasher);
         pools.hash(&mut hasher);
+        error_pages.hash(&mut hasher);
         Snapshot {
             number,
             cause: cause.into(),
             checksum: hasher.finish(),
             routes,
             pools,
+            error_pages,
         }
     }
 
     /// The number of targets over all pools.
     pub fn target_count(&self) -> usize {
         self.pools.iter().map(|p| p.targets.len()).sum()
+    }
+}
+
+/// The snapshot-wide name of a pool that a route of `source` refers to.
+pub fn qualified_pool_name(source: Source, pool: &str) -> String {
+    if pool.contains('/') {
+        pool.to_owned()
+    } else {
+        format!("{source}/{pool}")
     }
 }
 
@@ -161,10 +212,7 @@ mod tests {
     fn fragment(host: &str, addr: &str) -> Fragment {
         Fragment {
             source: Source::Docker,
-            routes: vec![Route {
-                hosts: vec![host.into()],
-                pool: host.into(),
-            }],
+            routes: vec![Route::forward(host, vec![host.into()], host)],
             pools: vec![Pool {
                 name: host.into(),
                 targets: vec![Target {
@@ -175,13 +223,20 @@ mod tests {
                     },
                 }],
             }],
+            error_pages: Vec::new(),
         }
     }
 
     #[test]
     fn pools_are_namespaced_by_source() {
         let snap = Snapshot::build(1, "test", &[fragment("a.test", "10.0.0.1:80")]);
-        assert_eq!(snap.routes[0].pool, "docker/a.test");
+        assert_eq!(snap.routes[0].name, "docker/a.test");
+        assert_eq!(
+            snap.routes[0].action,
+            Action::Forward {
+                pool: "docker/a.test".into()
+            }
+        );
         assert_eq!(snap.pools[0].name, "docker/a.test");
         assert_eq!(snap.target_count(), 1);
     }

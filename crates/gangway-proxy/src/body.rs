@@ -1,7 +1,7 @@
 //! The response body gangway sends to clients, and the access log line that
 //! is written when that body has been sent (or abandoned).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use gangway_router::PoolEntry;
 use http::{Method, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 
 /// A response body: streamed from a backend, or a short one of gangway's own.
 #[derive(Debug)]
@@ -23,7 +24,18 @@ pub struct ResponseBody {
 enum Inner {
     Upstream(Incoming),
     Full(Option<Bytes>),
+    File {
+        file: tokio::fs::File,
+        remaining: u64,
+        buf: BytesMut,
+    },
 }
+
+/// How much of a file is read per frame.
+const FILE_CHUNK: u64 = 64 * 1024;
+
+/// Errors a response body can end with.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ResponseBody {
     /// Streams a backend's body frame by frame.
@@ -42,6 +54,30 @@ impl ResponseBody {
         }
     }
 
+    /// A body with no bytes.
+    pub fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+
+    /// Streams `len` bytes of `file` from `start` on.
+    pub(crate) async fn file(
+        mut file: tokio::fs::File,
+        start: u64,
+        len: u64,
+    ) -> std::io::Result<Self> {
+        if start > 0 {
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+        }
+        Ok(ResponseBody {
+            inner: Inner::File {
+                file,
+                remaining: len,
+                buf: BytesMut::new(),
+            },
+            log: None,
+        })
+    }
+
     /// Attaches the access record that is logged once the body is done.
     pub(crate) fn with_log(mut self, record: Option<AccessRecord>) -> Self {
         self.log = record;
@@ -51,16 +87,23 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         let polled = match &mut this.inner {
-            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Upstream(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BodyError),
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::File {
+                file,
+                remaining,
+                buf,
+            } => poll_file(file, remaining, buf, cx),
         };
         if let (Poll::Ready(Some(Ok(frame))), Some(log)) = (&polled, &mut this.log) {
             if let Some(data) = frame.data_ref() {
@@ -74,6 +117,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Upstream(body) => body.is_end_stream(),
             Inner::Full(bytes) => bytes.is_none(),
+            Inner::File { remaining, .. } => *remaining == 0,
         }
     }
 
@@ -82,6 +126,36 @@ impl Body for ResponseBody {
             Inner::Upstream(body) => body.size_hint(),
             Inner::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::File { remaining, .. } => SizeHint::with_exact(*remaining),
+        }
+    }
+}
+
+fn poll_file(
+    file: &mut tokio::fs::File,
+    remaining: &mut u64,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    if *remaining == 0 {
+        return Poll::Ready(None);
+    }
+    // Bounded by FILE_CHUNK, so the cast cannot truncate.
+    let want = (*remaining).min(FILE_CHUNK) as usize;
+    buf.resize(want, 0);
+    let mut read = ReadBuf::new(&mut buf[..]);
+    match Pin::new(file).poll_read(cx, &mut read) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+        Poll::Ready(Ok(())) => {
+            let n = read.filled().len();
+            if n == 0 {
+                // The file shrank while being sent.
+                *remaining = 0;
+                return Poll::Ready(Some(Err("file ended early".into())));
+            }
+            *remaining -= n as u64;
+            Poll::Ready(Some(Ok(Frame::data(buf.split_to(n).freeze()))))
         }
     }
 }

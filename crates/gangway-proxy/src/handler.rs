@@ -1,10 +1,17 @@
-//! The request path, top to bottom: find the host, pick a target, rewrite
-//! headers, forward, and hand the streamed response back.
+//! The request path, top to bottom: find the route, then do what it says:
+//! forward (pick a target, rewrite path and headers, stream the answer
+//! back), redirect, serve files, or answer directly.
 
 use crate::body::{AccessRecord, ResponseBody};
 use crate::headers::{add_forwarding, remove_hop_by_hop, ClientInfo};
+use crate::static_files::{self, Served};
+use crate::statistics;
 use arc_swap::ArcSwap;
-use gangway_router::{Lookup, RouteTable};
+use gangway_model::{normalize_host, ErrorPage, MAX_HOST_LEN};
+use gangway_router::{
+    is_websocket_upgrade, Captures, CompiledAction, CompiledRoute, Lookup, PoolEntry, RequestInfo,
+    RouteTable,
+};
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -100,53 +107,136 @@ impl Proxy {
         let table = self.routes.load_full();
         // request_host only returns visible ASCII, so this never falls back.
         let host_name = host.to_str().unwrap_or_default();
-        let pool = match table.lookup(host_name) {
-            Lookup::Pool(pool) => Arc::clone(pool),
-            Lookup::UnknownHost => {
-                tracing::debug!(target: "routing", host = host_name, "no route for host");
-                return error_response(
-                    StatusCode::NOT_FOUND,
-                    "no service is configured for this host\n",
-                );
+        let info = RequestInfo {
+            host: host_name,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            method: req.method(),
+            headers: req.headers(),
+            port: conn.client.local_port,
+            websocket: is_websocket_upgrade(req.headers()),
+        };
+        let (route, captures) = match table.lookup(&info) {
+            Lookup::Route(route, captures) => (route, captures),
+            Lookup::NoRoute => {
+                tracing::debug!(target: "routing", host = host_name, path = info.path, "no route matches");
+                return own_error(&table, StatusCode::NOT_FOUND, NOT_FOUND);
             }
         };
+        tracing::debug!(target: "routing", host = host_name, path = info.path, route = route.name(), "route chosen");
+
+        let mut response = match &route.action {
+            CompiledAction::Forward(Some(pool)) => {
+                self.forward(req, conn, host, route, pool, record).await
+            }
+            CompiledAction::Forward(None) => {
+                own_error(&table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+            }
+            CompiledAction::Redirect { status, location } => {
+                let scheme = if conn.client.https { "https" } else { "http" };
+                let target = expand_template(location, req.uri(), host_name, scheme, &captures);
+                redirect(*status, &target)
+            }
+            CompiledAction::Static(files) => {
+                let rewritten = route
+                    .rewrite
+                    .as_ref()
+                    .and_then(|r| r.apply(req.uri().path()));
+                let path = rewritten.as_deref().unwrap_or(req.uri().path());
+                match static_files::serve(files, path, req.method(), req.headers()).await {
+                    Served::Response(response) => *response,
+                    Served::NotFound => own_error(&table, StatusCode::NOT_FOUND, FILE_NOT_FOUND),
+                    Served::BadPath => own_error(&table, StatusCode::BAD_REQUEST, BAD_PATH),
+                }
+            }
+            CompiledAction::Respond {
+                status,
+                body,
+                content_type,
+            } => {
+                let mut response = Response::new(ResponseBody::full(body.clone()));
+                *response.status_mut() = *status;
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type.clone());
+                response
+            }
+            CompiledAction::Statistics => statistics::response(&table),
+        };
+        let status = response.status();
+        if route.intercept_errors && (status.is_client_error() || status.is_server_error()) {
+            if let Some(page) = table.error_page(status.as_u16()) {
+                response = page_response(status, page);
+            }
+        }
+        route.response_headers.apply(response.headers_mut());
+        route.counters.record(response.status().as_u16());
+        response
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        conn: &Connection,
+        host: HeaderValue,
+        route: &CompiledRoute,
+        pool: &Arc<PoolEntry>,
+        record: &mut Option<AccessRecord>,
+    ) -> Response<ResponseBody> {
+        let table = self.routes.load();
         let Some(index) = pool.pick_index() else {
-            tracing::debug!(target: "routing", host = host_name, pool = pool.name(), "pool has no target");
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no backend is available for this host right now\n",
-            );
+            tracing::debug!(target: "routing", route = route.name(), pool = pool.name(), "pool has no target");
+            return own_error(&table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
         };
         let target = &pool.targets()[index];
-        tracing::debug!(target: "routing", host = host_name, pool = pool.name(), upstream = %target.addr, container = &*target.name, "route chosen");
+        tracing::debug!(target: "routing", pool = pool.name(), upstream = %target.addr, container = &*target.name, "target chosen");
 
         let (mut parts, body) = req.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = match route
+            .rewrite
+            .as_ref()
+            .and_then(|r| r.apply(parts.uri.path()))
+        {
+            None => parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            Some(mut rewritten) => {
+                if let Some(query) = parts.uri.query() {
+                    rewritten.push('?');
+                    rewritten.push_str(query);
+                }
+                match PathAndQuery::try_from(rewritten) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        return own_error(&table, StatusCode::BAD_REQUEST, BAD_TARGET);
+                    }
+                }
+            }
+        };
         if !parts.headers.contains_key(header::HOST) {
             // HTTP/2 carries the host in :authority; HTTP/1.1 backends need Host.
             parts.headers.insert(header::HOST, host.clone());
         }
         remove_hop_by_hop(&mut parts.headers);
         add_forwarding(&mut parts.headers, conn.client, &conn.client_ip, host);
-        let mut uri = Uri::builder()
+        route.request_headers.apply(&mut parts.headers);
+        parts.uri = match Uri::builder()
             .scheme(Scheme::HTTP)
-            .authority(target.authority.clone());
-        uri = uri.path_and_query(path);
-        parts.uri = match uri.build() {
+            .authority(target.authority.clone())
+            .path_and_query(path)
+            .build()
+        {
             Ok(uri) => uri,
-            Err(_) => {
-                return error_response(StatusCode::BAD_REQUEST, "the request target is invalid\n")
-            }
+            Err(_) => return own_error(&table, StatusCode::BAD_REQUEST, BAD_TARGET),
         };
         parts.version = Version::HTTP_11;
         if let Some(record) = record {
-            record.upstream = Some((Arc::clone(&pool), index));
+            record.upstream = Some((Arc::clone(pool), index));
         }
 
+        target.counters.sent();
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -154,19 +244,111 @@ impl Proxy {
                 Response::from_parts(parts, ResponseBody::upstream(body))
             }
             Err(error) => {
+                target.counters.failed();
                 tracing::warn!(
                     upstream = %target.addr,
                     container = &*target.name,
                     error = %error_chain(&error),
                     "upstream request failed"
                 );
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "the backend for this host did not answer\n",
-                )
+                own_error(&table, StatusCode::BAD_GATEWAY, BAD_GATEWAY)
             }
         }
     }
+}
+
+const NOT_FOUND: &str = "no service is configured for this host\n";
+const UNAVAILABLE: &str = "no backend is available for this host right now\n";
+const BAD_GATEWAY: &str = "the backend for this host did not answer\n";
+const BAD_TARGET: &str = "the request target is invalid\n";
+const FILE_NOT_FOUND: &str = "no such file\n";
+const BAD_PATH: &str = "the path is not valid\n";
+
+/// One of gangway's own errors: the configured error page for the status,
+/// else a short text that names nothing internal.
+fn own_error(
+    table: &RouteTable,
+    status: StatusCode,
+    message: &'static str,
+) -> Response<ResponseBody> {
+    match table.error_page(status.as_u16()) {
+        Some(page) => page_response(status, page),
+        None => error_response(status, message),
+    }
+}
+
+fn page_response(status: StatusCode, page: &ErrorPage) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(page.body.clone()));
+    *response.status_mut() = status;
+    if let Ok(content_type) = HeaderValue::try_from(page.content_type.as_str()) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response<ResponseBody> {
+    match HeaderValue::try_from(location) {
+        Ok(value) => {
+            let mut response = Response::new(ResponseBody::empty());
+            *response.status_mut() = status;
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+        }
+        Err(_) => error_response(
+            StatusCode::BAD_REQUEST,
+            "the redirect target built from this request is invalid\n",
+        ),
+    }
+}
+
+/// Expands a redirect template: `$host`, `$path`, `$query`, `$request_uri`,
+/// `$scheme`, and the path regex's groups (`$1`, `${name}`). An unknown
+/// name expands to nothing, as in nginx.
+fn expand_template(
+    template: &str,
+    uri: &Uri,
+    host: &str,
+    scheme: &str,
+    captures: &Captures,
+) -> String {
+    let mut buf = [0u8; MAX_HOST_LEN + 8];
+    let host = normalize_host(host, &mut buf).unwrap_or_default();
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        let (name, consumed) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        if consumed == 0 {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        match name {
+            "host" => out.push_str(host),
+            "path" => out.push_str(uri.path()),
+            "query" => out.push_str(uri.query().unwrap_or_default()),
+            "request_uri" => out.push_str(uri.path_and_query().map_or("/", PathAndQuery::as_str)),
+            "scheme" => out.push_str(scheme),
+            other => out.push_str(captures.get(other).unwrap_or_default()),
+        }
+        rest = &after[consumed..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The host a request is for: the authority of an absolute-form or HTTP/2
@@ -201,4 +383,33 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_expand_variables_and_captures() {
+        let uri: Uri = "/old/page?x=1".parse().unwrap();
+        let caps = Captures::default();
+        assert_eq!(
+            expand_template(
+                "https://$host$request_uri",
+                &uri,
+                "Example.com:8080",
+                "http",
+                &caps
+            ),
+            "https://example.com/old/page?x=1"
+        );
+        assert_eq!(
+            expand_template("${scheme}://x$path?$query&y=$", &uri, "a", "http", &caps),
+            "http://x/old/page?x=1&y=$"
+        );
+        assert_eq!(
+            expand_template("/a/$nothing/b", &uri, "a", "http", &caps),
+            "/a//b"
+        );
+    }
 }

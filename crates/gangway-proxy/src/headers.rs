@@ -60,6 +60,8 @@ pub struct ClientInfo {
     pub ip: IpAddr,
     /// Whether the request came over TLS.
     pub https: bool,
+    /// The port of the listener the connection arrived on.
+    pub local_port: u16,
 }
 
 /// Sets `X-Real-IP`, `X-Forwarded-Host` and `X-Forwarded-Proto`, and appends
@@ -133,6 +135,7 @@ mod tests {
         let client = ClientInfo {
             ip: "127.0.0.1".parse().unwrap(),
             https: true,
+            local_port: 443,
         };
         let ip = HeaderValue::from_static("127.0.0.1");
         let mut h = map(&[
@@ -154,6 +157,7 @@ mod tests {
         let client = ClientInfo {
             ip: "10.1.2.3".parse().unwrap(),
             https: false,
+            local_port: 80,
         };
         let ip = HeaderValue::from_static("10.1.2.3");
         let mut h = map(&[("connection", "x-forwarded-for, x-real-ip")]);

@@ -1,7 +1,8 @@
 //! gangway's data plane: it accepts client connections (HTTP/1.1 and HTTP/2,
 //! plain or TLS), routes each request through the current [`RouteTable`],
-//! forwards it over pooled keep-alive connections, and streams the answer
-//! back, writing one access log line per request.
+//! and does what the route says: forward over pooled keep-alive
+//! connections and stream the answer back, redirect, serve files, or answer
+//! itself; one access log line per request.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod body;
@@ -9,9 +10,11 @@ mod handler;
 pub mod headers;
 pub mod listener;
 mod server;
+mod static_files;
+mod statistics;
 pub mod tls;
 
-pub use body::ResponseBody;
+pub use body::{BodyError, ResponseBody};
 pub use handler::{Connection, Proxy};
 pub use server::{serve, Listener};
 

@@ -41,6 +41,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             return;
         }
     };
+    let local_port = socket.local_addr().map_or(0, |a| a.port());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -68,6 +69,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         let conn = Connection::new(ClientInfo {
             ip: peer.ip().to_canonical(),
             https: listener.tls.is_some(),
+            local_port,
         });
         let proxy = Arc::clone(&proxy);
         let conn = Arc::new(conn);

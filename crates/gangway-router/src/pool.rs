@@ -1,9 +1,11 @@
 //! Compiled upstream pools and their targets.
 
-use gangway_model::Pool;
+use crate::stats::{Registry, TargetCounters};
+use gangway_model::{Pool, Target};
 use http::uri::Authority;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A target as the request path needs it.
 #[derive(Debug)]
@@ -16,6 +18,13 @@ pub struct TargetEntry {
     pub name: Box<str>,
     /// The container (or other origin) id, for logs.
     pub id: Box<str>,
+    /// Requests and failures, kept across snapshots.
+    pub counters: Arc<TargetCounters>,
+}
+
+/// The registry key of a target: its address and where it came from.
+pub(crate) fn target_key(t: &Target) -> String {
+    format!("{}|{}", t.addr, t.origin.id)
 }
 
 /// A compiled pool with its round-robin position.
@@ -27,7 +36,7 @@ pub struct PoolEntry {
 }
 
 impl PoolEntry {
-    pub(crate) fn compile(pool: &Pool) -> PoolEntry {
+    pub(crate) fn compile(pool: &Pool, registry: &Registry) -> PoolEntry {
         let targets = pool
             .targets
             .iter()
@@ -39,6 +48,7 @@ impl PoolEntry {
                     authority,
                     name: t.origin.name.as_str().into(),
                     id: t.origin.id.as_str().into(),
+                    counters: registry.target(&target_key(t)),
                 })
             })
             .collect();
@@ -62,6 +72,15 @@ impl PoolEntry {
     /// The next target in round-robin order, or `None` if the pool is empty.
     pub fn pick(&self) -> Option<&TargetEntry> {
         self.pick_index().and_then(|i| self.targets.get(i))
+    }
+
+    /// The target the next request would go to, without moving on.
+    pub fn peek(&self) -> Option<&TargetEntry> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        self.targets
+            .get(self.next.load(Ordering::Relaxed) % self.targets.len())
     }
 
     /// The index in [`PoolEntry::targets`] of the next target in round-robin

@@ -4,6 +4,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod admin;
+mod commands;
+mod config_file;
 mod routing;
 mod settings;
 
@@ -25,6 +27,8 @@ fn main() -> ExitCode {
         Some(Command::Healthcheck { control_plane_addr }) => {
             return admin::healthcheck(&control_plane_addr)
         }
+        Some(Command::Check { file }) => return commands::check(&file),
+        Some(Command::Explain(args)) => return commands::explain(&args),
         None => cli.run,
     };
     let settings = match args.validate() {
@@ -88,13 +92,28 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let ready = Arc::new(AtomicBool::new(false));
         let routes = routing::Routes::new(Arc::clone(&ready));
+        if let Some(config) = settings.config.clone() {
+            config_file::apply(&routes, &config.path, config.parsed, "config file loaded");
+            tokio::spawn(config_file::watch(
+                config.path,
+                config.content,
+                Arc::clone(&routes),
+            ));
+        }
         tokio::spawn(gangway_docker::run(
             settings.docker.clone(),
-            routes.publisher(),
+            routes.docker_publisher(),
         ));
         let admin = tokio::net::TcpListener::from_std(admin)
             .context("cannot register the admin listener")?;
-        tokio::spawn(admin::serve(admin, ready));
+        tokio::spawn(admin::serve(
+            admin,
+            Arc::new(admin::AdminState {
+                ready,
+                table: routes.table(),
+                http_port: settings.http_port,
+            }),
+        ));
 
         let proxy = Arc::new(gangway_proxy::Proxy::new(routes.table()));
         let (stop, stopped) = watch::channel(false);
@@ -142,6 +161,7 @@ fn log_started(settings: &Settings) {
         docker_network = %settings.docker.network,
         label_prefix = %settings.docker.label_prefix,
         control_plane_addr = %settings.control_plane_addr,
+        config_file = settings.config.as_ref().map(|c| tracing::field::display(c.path.display())),
         workers = settings.workers,
         "gangway started"
     );

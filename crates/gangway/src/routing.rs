@@ -1,29 +1,48 @@
-//! Turns provider updates into snapshots and swaps the compiled routing
-//! table that the data plane reads.
+//! Turns provider fragments into snapshots and swaps the compiled routing
+//! table that the data plane reads. Each provider (Docker, the config file)
+//! owns one fragment; any change to one rebuilds the snapshot from all.
 
 use arc_swap::ArcSwap;
 use gangway_docker::{Publish, Update, UpdateKind};
-use gangway_model::Snapshot;
-use gangway_router::RouteTable;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use gangway_model::{Fragment, Snapshot, Source};
+use gangway_router::{Registry, RouteTable};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 /// The current routing table and the readiness it implies.
 pub struct Routes {
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
-    number: Arc<AtomicU64>,
+    registry: Registry,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    number: u64,
+    fragments: Vec<Fragment>,
+}
+
+/// One provider's new fragment and why it changed.
+pub struct Change {
+    /// The fragment, replacing the previous one of its source.
+    pub fragment: Fragment,
+    /// Why (`container web-2 start`, `config file changed`).
+    pub cause: String,
+    /// When the provider saw the change, to log how long it took to apply.
+    pub event_time: Option<SystemTime>,
 }
 
 impl Routes {
-    /// An empty table; `ready` turns true after the first full sync.
-    pub fn new(ready: Arc<AtomicBool>) -> Self {
-        Routes {
+    /// An empty table; `ready` turns true after the first Docker sync.
+    pub fn new(ready: Arc<AtomicBool>) -> Arc<Self> {
+        Arc::new(Routes {
             table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
             ready,
-            number: Arc::new(AtomicU64::new(0)),
-        }
+            registry: Registry::default(),
+            state: Mutex::new(State::default()),
+        })
     }
 
     /// The table the data plane reads.
@@ -31,33 +50,53 @@ impl Routes {
         Arc::clone(&self.table)
     }
 
+    /// Replaces one source's fragment and publishes the merged snapshot.
+    pub fn apply(&self, change: Change) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let source = change.fragment.source;
+        state.fragments.retain(|f| f.source != source);
+        state.fragments.push(change.fragment);
+        // The file's routes come first in the snapshot: the order only
+        // matters for listing, never for matching (see gangway_model::rank).
+        state.fragments.sort_by_key(|f| f.source != Source::File);
+        state.number += 1;
+        let snapshot = Snapshot::build(state.number, change.cause, &state.fragments);
+        let (compiled, errors) = RouteTable::compile(&snapshot, &self.registry);
+        for error in errors {
+            tracing::error!(route = %error.route, reason = %error.reason, "route left out of the routing table");
+        }
+        let hosts = compiled.host_count();
+        self.table.store(Arc::new(compiled));
+        drop(state);
+        // How long from the provider's event to the new table being live.
+        let latency_ms = change
+            .event_time
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map(|d| d.as_secs_f64() * 1000.0);
+        tracing::info!(
+            snapshot = snapshot.number,
+            checksum = %format!("{:016x}", snapshot.checksum),
+            cause = %snapshot.cause,
+            routes = snapshot.routes.len(),
+            hosts,
+            targets = snapshot.target_count(),
+            event_to_table_ms = latency_ms,
+            "routing table updated"
+        );
+    }
+
     /// The callback the Docker provider calls with each new fragment.
-    pub fn publisher(&self) -> Publish {
-        let table = Arc::clone(&self.table);
-        let ready = Arc::clone(&self.ready);
-        let number = Arc::clone(&self.number);
+    pub fn docker_publisher(self: &Arc<Self>) -> Publish {
+        let routes = Arc::clone(self);
         Arc::new(move |update: Update| {
-            let n = number.fetch_add(1, Ordering::Relaxed) + 1;
-            let snapshot = Snapshot::build(n, update.cause, &[update.fragment]);
-            let compiled = RouteTable::compile(&snapshot);
-            let hosts = compiled.host_count();
-            table.store(Arc::new(compiled));
-            // How long from Docker's event to the new table being live.
-            let latency_ms = update
-                .event_time
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|d| d.as_secs_f64() * 1000.0);
-            tracing::info!(
-                snapshot = n,
-                checksum = %format!("{:016x}", snapshot.checksum),
-                cause = %snapshot.cause,
-                hosts,
-                targets = snapshot.target_count(),
-                event_to_table_ms = latency_ms,
-                "routing table updated"
-            );
-            if update.kind == UpdateKind::Sync {
-                ready.store(true, Ordering::Release);
+            let sync = update.kind == UpdateKind::Sync;
+            routes.apply(Change {
+                fragment: update.fragment,
+                cause: update.cause,
+                event_time: update.event_time,
+            });
+            if sync {
+                routes.ready.store(true, Ordering::Release);
             }
         })
     }

@@ -36,6 +36,44 @@ pub enum Command {
         #[arg(long, env = "CONTROL_PLANE_ADDR", default_value = "127.0.0.1:9000")]
         control_plane_addr: String,
     },
+    /// Check a configuration file and print its errors and warnings with
+    /// line and column; exit 1 if it has errors.
+    Check {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Ask a running gangway which route a request would take, and why
+    /// every other route did not match.
+    Explain(ExplainArgs),
+}
+
+/// The request `gangway explain` asks about.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The request's host.
+    #[arg(long)]
+    pub host: String,
+    /// The request's path, with the query if any (`/search?q=x`).
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// A request header as `Name: value`; repeat for several.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// The listener port the request arrives on (default: HTTP_PORT).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Ask about a WebSocket upgrade request.
+    #[arg(long)]
+    pub websocket: bool,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Address of the running gangway's admin listener.
+    #[arg(long, env = "CONTROL_PLANE_ADDR", default_value = "127.0.0.1:9000")]
+    pub control_plane_addr: String,
 }
 
 /// Settings of `gangway run`.
@@ -89,6 +127,11 @@ pub struct RunArgs {
     #[arg(long = "log-level", env = "RUST_LOG", default_value = "info")]
     pub log_level: String,
 
+    /// A TOML file with routes, pools and error pages (see docs/config.md);
+    /// watched, and applied on change without restart.
+    #[arg(long = "config", env = "GANGWAY_CONFIG")]
+    pub gangway_config: Option<String>,
+
     /// Worker threads of the data plane; 0 means one per CPU core.
     #[arg(long, env = "GANGWAY_WORKERS", default_value = "0")]
     pub gangway_workers: String,
@@ -113,6 +156,15 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub workers: usize,
+    pub config: Option<ConfigFile>,
+}
+
+/// The configuration file, as read and checked at start.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub content: Vec<u8>,
+    pub parsed: gangway_model::ParsedFile,
 }
 
 /// The HTTPS listener's settings, with its TLS configuration already loaded.
@@ -254,7 +306,41 @@ impl RunArgs {
                 ))
             }
         };
+        let config = match self.gangway_config.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => {
+                let path = PathBuf::from(raw);
+                let (content, parsed) = crate::config_file::load(&path).map_err(|e| {
+                    invalid(
+                        "GANGWAY_CONFIG",
+                        raw,
+                        format!("{e}; expected a readable TOML file"),
+                    )
+                })?;
+                if !parsed.is_valid() {
+                    let lines: Vec<String> = parsed
+                        .problems
+                        .iter()
+                        .map(|p| crate::config_file::render(&path, p))
+                        .collect();
+                    return Err(invalid(
+                        "GANGWAY_CONFIG",
+                        raw,
+                        format!(
+                            "expected a valid configuration file (check it with `gangway check {raw}`):\n{}",
+                            lines.join("\n")
+                        ),
+                    ));
+                }
+                Some(ConfigFile {
+                    path,
+                    content,
+                    parsed,
+                })
+            }
+        };
         Ok(Settings {
+            config,
             docker: DockerSettings {
                 docker_host: docker_host.to_owned(),
                 network: network.to_owned(),
