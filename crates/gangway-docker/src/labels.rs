@@ -1,75 +1,200 @@
-//! Container labels to routing settings. Pure: no Docker calls here.
+//! Container labels to routes. Pure: no Docker calls here.
+//!
+//! Under the prefix (`reverse-proxy.`), a container declares one route with
+//! plain keys (`host`, `port`, `path`, …) and any number of named routes
+//! with `<name>.<key>` (`reverse-proxy.admin.host`), for a container that
+//! serves several ports or sites. `docs/labels.md` lists every key.
 
-use gangway_model::{validate_host_pattern, HostError};
-use std::collections::HashMap;
+use gangway_model::{validate_host_pattern, FieldMatch, PathMatch, ValueMatch};
+use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
 
 /// The port a container is reached on when `<prefix>port` is absent.
 pub const DEFAULT_PORT: u16 = 80;
 
-/// What a container's labels ask for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutingLabels {
+/// The keys a route's labels may use, besides `header.<Name>`.
+const KEYS: [&str; 8] = [
+    "host",
+    "port",
+    "path",
+    "path-regex",
+    "strip-prefix",
+    "priority",
+    "methods",
+    "redirect-to-https",
+];
+
+/// One route a container's labels ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteLabels {
+    /// `None` for the route of the plain keys, else the `<name>` of
+    /// `<prefix><name>.<key>`.
+    pub name: Option<String>,
     /// Normalised host names, in the order given, without duplicates.
     pub hosts: Vec<String>,
     /// The port inside the container.
     pub port: u16,
+    /// The path condition, if any.
+    pub path: Option<PathMatch>,
+    /// A prefix to remove before forwarding.
+    pub strip_prefix: Option<String>,
+    /// The route's priority.
+    pub priority: i32,
+    /// Allowed methods, upper case.
+    pub methods: Vec<String>,
+    /// Header conditions.
+    pub headers: Vec<FieldMatch>,
+    /// Whether plain HTTP requests are redirected to HTTPS.
+    pub redirect_to_https: bool,
 }
 
 /// Why a container's labels cannot be used; the message names the label,
 /// its value and what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum LabelError {
-    /// `<prefix>host` is present but names no host.
-    #[error("label {label}={value:?} names no host; set it to a host name such as app.example.com, or a comma-separated list of them")]
-    EmptyHost {
-        /// The full label name.
-        label: String,
-        /// Its value.
-        value: String,
-    },
-    /// One of the hosts is not a valid host name.
-    #[error("label {label}={value:?}: host {host:?} is invalid: {reason}")]
-    BadHost {
-        /// The full label name.
-        label: String,
-        /// Its value.
-        value: String,
-        /// The offending host.
-        host: String,
-        /// Why it is invalid.
-        reason: HostError,
-    },
-    /// `<prefix>port` is not a TCP port number.
-    #[error("label {label}={value:?} is not a port; set it to the port the service listens on inside the container, a number from 1 to 65535")]
-    BadPort {
-        /// The full label name.
-        label: String,
-        /// Its value.
-        value: String,
-    },
+#[error("label {label}={value:?}: {problem}")]
+pub struct LabelError {
+    /// The full label name.
+    pub label: String,
+    /// Its value.
+    pub value: String,
+    /// What is wrong and how to fix it.
+    pub problem: String,
 }
 
 impl LabelError {
     /// The full name of the label at fault.
     pub fn label(&self) -> &str {
-        match self {
-            LabelError::EmptyHost { label, .. }
-            | LabelError::BadHost { label, .. }
-            | LabelError::BadPort { label, .. } => label,
-        }
+        &self.label
     }
 }
 
-/// Reads the routing labels under `prefix`. Returns `Ok(None)` for a
-/// container without `<prefix>host`: it does not ask to be routed.
+/// Whether any label is under `prefix`: the container asks to be routed.
+pub fn is_labelled<'a>(mut keys: impl Iterator<Item = &'a String>, prefix: &str) -> bool {
+    keys.any(|k| k.starts_with(prefix))
+}
+
+/// Reads every route under `prefix`. `Ok(empty)` for a container with no
+/// label under the prefix. An unknown key is an error with a suggestion:
+/// a misspelled label must not silently change what is routed.
 pub fn parse_labels(
     labels: &HashMap<String, String>,
     prefix: &str,
-) -> Result<Option<RoutingLabels>, LabelError> {
-    let host_label = format!("{prefix}host");
-    let Some(host_value) = labels.get(&host_label) else {
-        return Ok(None);
+) -> Result<Vec<RouteLabels>, LabelError> {
+    // Group the keys by route: "" for the plain keys, else the route name.
+    let mut groups: BTreeMap<&str, BTreeMap<&str, (&str, &str)>> = BTreeMap::new();
+    let mut sorted: Vec<(&String, &String)> = labels.iter().collect();
+    sorted.sort();
+    for (label, value) in sorted {
+        let Some(rest) = label.strip_prefix(prefix) else {
+            continue;
+        };
+        let (route, key) = if is_key(rest) {
+            ("", rest)
+        } else {
+            match rest.split_once('.') {
+                Some((name, key)) if is_key(key) => (name, key),
+                _ => return Err(unknown(label, value, rest, prefix)),
+            }
+        };
+        if !route.is_empty() && !valid_route_name(route) {
+            return Err(error(
+                label,
+                value,
+                "a route name may only use letters, digits, '-' and '_'",
+            ));
+        }
+        groups
+            .entry(route)
+            .or_default()
+            .insert(key, (label.as_str(), value.as_str()));
+    }
+    groups
+        .into_iter()
+        .map(|(name, keys)| parse_route(name, &keys, prefix))
+        .collect()
+}
+
+fn is_key(key: &str) -> bool {
+    KEYS.contains(&key) || key.strip_prefix("header.").is_some_and(|h| !h.is_empty())
+}
+
+fn valid_route_name(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn error(label: &str, value: &str, problem: impl Into<String>) -> LabelError {
+    LabelError {
+        label: label.to_owned(),
+        value: value.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// An unknown key, with the closest known label as a suggestion.
+fn unknown(label: &str, value: &str, rest: &str, prefix: &str) -> LabelError {
+    let (route, key) = match rest.rsplit_once('.') {
+        Some((route, key)) => (Some(route), key),
+        None => (None, rest),
+    };
+    let best = KEYS
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 2);
+    let problem = match best {
+        Some((_, k)) => {
+            let suggestion = match route {
+                Some(r) => format!("{prefix}{r}.{k}"),
+                None => format!("{prefix}{k}"),
+            };
+            format!("unknown label; did you mean {suggestion}?")
+        }
+        None => format!(
+            "unknown label; the keys under {prefix} are {}, header.<Name>, and <route>.<key> for further routes",
+            KEYS.join(", ")
+        ),
+    };
+    error(label, value, problem)
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(row[j + 1])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn parse_route(
+    name: &str,
+    keys: &BTreeMap<&str, (&str, &str)>,
+    prefix: &str,
+) -> Result<RouteLabels, LabelError> {
+    let Some(&(host_label, host_value)) = keys.get("host") else {
+        let (label, value) = keys.values().next().copied().unwrap_or_default();
+        let host_label = if name.is_empty() {
+            format!("{prefix}host")
+        } else {
+            format!("{prefix}{name}.host")
+        };
+        return Err(error(
+            label,
+            value,
+            format!("this route has no host; add the label {host_label}"),
+        ));
     };
     let mut hosts: Vec<String> = Vec::new();
     for raw in host_value
@@ -77,37 +202,166 @@ pub fn parse_labels(
         .map(str::trim)
         .filter(|h| !h.is_empty())
     {
-        let host = validate_host_pattern(raw).map_err(|reason| LabelError::BadHost {
-            label: host_label.clone(),
-            value: host_value.clone(),
-            host: raw.to_owned(),
-            reason,
+        let host = validate_host_pattern(raw).map_err(|reason| {
+            error(
+                host_label,
+                host_value,
+                format!("host {raw:?} is invalid: {reason}"),
+            )
         })?;
         if !hosts.contains(&host) {
             hosts.push(host);
         }
     }
     if hosts.is_empty() {
-        return Err(LabelError::EmptyHost {
-            label: host_label,
-            value: host_value.clone(),
-        });
+        return Err(error(
+            host_label,
+            host_value,
+            "names no host; set it to a host name such as app.example.com, or a comma-separated list of them",
+        ));
     }
 
-    let port_label = format!("{prefix}port");
-    let port = match labels.get(&port_label) {
+    let port = match keys.get("port") {
         None => DEFAULT_PORT,
-        Some(value) => match value.trim().parse::<u16>() {
+        Some(&(label, value)) => match value.trim().parse::<u16>() {
             Ok(port) if port > 0 => port,
             _ => {
-                return Err(LabelError::BadPort {
-                    label: port_label,
-                    value: value.clone(),
-                })
+                return Err(error(
+                    label,
+                    value,
+                    "is not a port; set it to the port the service listens on inside the container, a number from 1 to 65535",
+                ))
             }
         },
     };
-    Ok(Some(RoutingLabels { hosts, port }))
+
+    let path = match (keys.get("path"), keys.get("path-regex")) {
+        (Some(_), Some(&(label, value))) => {
+            return Err(error(
+                label,
+                value,
+                "a route has either path or path-regex, not both",
+            ))
+        }
+        (Some(&(label, value)), None) => {
+            let value_t = value.trim();
+            if !value_t.starts_with('/') {
+                return Err(error(
+                    label,
+                    value,
+                    "a path prefix must start with '/', such as /api",
+                ));
+            }
+            Some(PathMatch::prefix(value_t))
+        }
+        (None, Some(&(label, value))) => {
+            regex::Regex::new(value)
+                .map_err(|e| error(label, value, format!("invalid regular expression: {e}")))?;
+            Some(PathMatch::Regex(value.to_owned()))
+        }
+        (None, None) => None,
+    };
+
+    let strip_prefix = match keys.get("strip-prefix") {
+        None => None,
+        Some(&(label, value)) => match value.trim() {
+            "false" => None,
+            "true" => match &path {
+                Some(PathMatch::Prefix(p)) => Some(p.clone()),
+                _ => {
+                    return Err(error(
+                        label,
+                        value,
+                        "strip-prefix=true needs a path label to strip; or give the prefix itself, such as /api",
+                    ))
+                }
+            },
+            p if p.starts_with('/') => Some(p.trim_end_matches('/').to_owned()),
+            _ => {
+                return Err(error(
+                    label,
+                    value,
+                    "expected true (strip the path label's prefix), false, or a prefix such as /api",
+                ))
+            }
+        },
+    };
+
+    let priority = match keys.get("priority") {
+        None => 0,
+        Some(&(label, value)) => value
+            .trim()
+            .parse()
+            .map_err(|_| error(label, value, "expected a whole number such as 10 or -5"))?,
+    };
+
+    let methods = match keys.get("methods") {
+        None => Vec::new(),
+        Some(&(label, value)) => {
+            let methods: Vec<String> = value
+                .split(',')
+                .map(|m| m.trim().to_ascii_uppercase())
+                .filter(|m| !m.is_empty())
+                .collect();
+            if methods.is_empty()
+                || methods
+                    .iter()
+                    .any(|m| !m.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                return Err(error(
+                    label,
+                    value,
+                    "expected a comma-separated list of methods such as GET,POST",
+                ));
+            }
+            methods
+        }
+    };
+
+    let mut headers = Vec::new();
+    for (key, &(label, value)) in keys {
+        if let Some(header) = key.strip_prefix("header.") {
+            if !header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(error(
+                    label,
+                    value,
+                    "the header name may only use letters, digits, '-' and '_'",
+                ));
+            }
+            headers.push(FieldMatch {
+                name: header.to_ascii_lowercase(),
+                value: if value.is_empty() {
+                    ValueMatch::Present
+                } else {
+                    ValueMatch::Exact(value.to_owned())
+                },
+            });
+        }
+    }
+
+    let redirect_to_https = match keys.get("redirect-to-https") {
+        None => false,
+        Some(&(label, value)) => match value.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(error(label, value, "expected true or false")),
+        },
+    };
+
+    Ok(RouteLabels {
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        hosts,
+        port,
+        path,
+        strip_prefix,
+        priority,
+        methods,
+        headers,
+        redirect_to_https,
+    })
 }
 
 #[cfg(test)]
@@ -123,67 +377,164 @@ mod tests {
             .collect()
     }
 
+    fn parse(pairs: &[(&str, &str)]) -> Result<Vec<RouteLabels>, LabelError> {
+        parse_labels(&labels(pairs), PREFIX)
+    }
+
     #[test]
     fn host_and_port_as_in_the_seed() {
-        let parsed = parse_labels(
-            &labels(&[
-                ("reverse-proxy.host", "api.example.com"),
-                ("reverse-proxy.port", "3000"),
-            ]),
-            PREFIX,
-        );
-        assert_eq!(
-            parsed,
-            Ok(Some(RoutingLabels {
-                hosts: vec!["api.example.com".into()],
-                port: 3000
-            }))
-        );
+        let routes = parse(&[
+            ("reverse-proxy.host", "api.example.com"),
+            ("reverse-proxy.port", "3000"),
+        ])
+        .unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].hosts, ["api.example.com"]);
+        assert_eq!(routes[0].port, 3000);
+        assert_eq!(routes[0].name, None);
     }
 
     #[test]
     fn port_defaults_to_80_and_hosts_may_be_a_list() {
-        let parsed = parse_labels(
-            &labels(&[("reverse-proxy.host", " A.test, b.test ,a.test,")]),
-            PREFIX,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(parsed.hosts, ["a.test", "b.test"]);
-        assert_eq!(parsed.port, 80);
+        let routes = parse(&[("reverse-proxy.host", " A.test, b.test ,a.test,")]).unwrap();
+        assert_eq!(routes[0].hosts, ["a.test", "b.test"]);
+        assert_eq!(routes[0].port, 80);
     }
 
     #[test]
-    fn containers_without_host_label_are_not_ours() {
-        assert_eq!(parse_labels(&labels(&[("other", "x")]), PREFIX), Ok(None));
-        // The prefix is configurable: another prefix's labels are ignored.
+    fn containers_without_labels_under_the_prefix_are_not_ours() {
+        assert_eq!(parse(&[("other", "x")]), Ok(vec![]));
         assert_eq!(
             parse_labels(&labels(&[("reverse-proxy.host", "a.test")]), "traefik."),
-            Ok(None)
+            Ok(vec![])
         );
     }
 
     #[test]
-    fn bad_labels_name_the_label_and_the_fix() {
-        let empty = parse_labels(&labels(&[("reverse-proxy.host", " , ")]), PREFIX).unwrap_err();
+    fn every_key_of_a_route() {
+        let routes = parse(&[
+            ("reverse-proxy.host", "a.test"),
+            ("reverse-proxy.path", "/api/"),
+            ("reverse-proxy.strip-prefix", "true"),
+            ("reverse-proxy.priority", "7"),
+            ("reverse-proxy.methods", "get, post"),
+            ("reverse-proxy.header.X-Env", "beta"),
+            ("reverse-proxy.header.X-Trace", ""),
+            ("reverse-proxy.redirect-to-https", "true"),
+        ])
+        .unwrap();
+        let r = &routes[0];
+        assert_eq!(r.path, Some(PathMatch::Prefix("/api".into())));
+        assert_eq!(r.strip_prefix.as_deref(), Some("/api"));
+        assert_eq!(r.priority, 7);
+        assert_eq!(r.methods, ["GET", "POST"]);
+        assert_eq!(r.headers[0].name, "x-env");
+        assert_eq!(r.headers[0].value, ValueMatch::Exact("beta".into()));
+        assert_eq!(r.headers[1].value, ValueMatch::Present);
+        assert!(r.redirect_to_https);
+    }
+
+    #[test]
+    fn named_routes_for_a_container_with_two_ports() {
+        let routes = parse(&[
+            ("reverse-proxy.host", "app.test"),
+            ("reverse-proxy.port", "8080"),
+            ("reverse-proxy.admin.host", "admin.app.test"),
+            ("reverse-proxy.admin.port", "9090"),
+            ("reverse-proxy.metrics.host", "app.test"),
+            ("reverse-proxy.metrics.path", "/metrics"),
+            ("reverse-proxy.metrics.port", "9100"),
+        ])
+        .unwrap();
+        let by_name: Vec<(Option<&str>, u16)> =
+            routes.iter().map(|r| (r.name.as_deref(), r.port)).collect();
+        assert_eq!(
+            by_name,
+            [(None, 8080), (Some("admin"), 9090), (Some("metrics"), 9100)]
+        );
+    }
+
+    #[test]
+    fn misspelled_labels_get_a_suggestion() {
+        let e = parse(&[
+            ("reverse-proxy.host", "a.test"),
+            ("reverse-proxy.prot", "81"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.label(), "reverse-proxy.prot");
+        assert!(
+            e.to_string().contains("did you mean reverse-proxy.port?"),
+            "{e}"
+        );
+        let e = parse(&[("reverse-proxy.admin.hots", "a.test")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("did you mean reverse-proxy.admin.host?"),
+            "{e}"
+        );
+        let e = parse(&[
+            ("reverse-proxy.host", "a.test"),
+            ("reverse-proxy.zzzzzzzz", "1"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("the keys under reverse-proxy. are"),
+            "{e}"
+        );
+        let e = parse(&[("reverse-proxy.admin.port", "81")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("add the label reverse-proxy.admin.host"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_label_and_the_fix() {
+        let empty = parse(&[("reverse-proxy.host", " , ")]).unwrap_err();
         assert_eq!(empty.label(), "reverse-proxy.host");
         assert!(empty.to_string().contains("host name such as"));
 
         for port in ["abc", "70000", "0", "-1", ""] {
-            let err = parse_labels(
-                &labels(&[
-                    ("reverse-proxy.host", "a.test"),
-                    ("reverse-proxy.port", port),
-                ]),
-                PREFIX,
-            )
+            let err = parse(&[
+                ("reverse-proxy.host", "a.test"),
+                ("reverse-proxy.port", port),
+            ])
             .unwrap_err();
             assert_eq!(err.label(), "reverse-proxy.port", "{port}");
             assert!(err.to_string().contains("from 1 to 65535"), "{err}");
         }
+        let cases = [
+            ("reverse-proxy.path", "api", "must start with '/'"),
+            (
+                "reverse-proxy.path-regex",
+                "(",
+                "invalid regular expression",
+            ),
+            ("reverse-proxy.priority", "high", "whole number"),
+            ("reverse-proxy.methods", "GET,P0ST", "list of methods"),
+            ("reverse-proxy.strip-prefix", "yes", "expected true"),
+            (
+                "reverse-proxy.redirect-to-https",
+                "1",
+                "expected true or false",
+            ),
+        ];
+        for (label, value, want) in cases {
+            let err = parse(&[("reverse-proxy.host", "a.test"), (label, value)]).unwrap_err();
+            assert_eq!(err.label(), label);
+            assert!(err.to_string().contains(want), "{err}");
+        }
+        let bad_host = parse(&[("reverse-proxy.host", "http://a.test")]).unwrap_err();
+        assert!(bad_host.to_string().contains("is invalid"), "{bad_host}");
+    }
 
-        let bad_host =
-            parse_labels(&labels(&[("reverse-proxy.host", "http://a.test")]), PREFIX).unwrap_err();
-        assert!(matches!(bad_host, LabelError::BadHost { .. }), "{bad_host}");
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("prot", "port"), 2);
+        assert_eq!(edit_distance("host", "host"), 0);
+        assert_eq!(edit_distance("hots", "host"), 2);
+        assert_eq!(edit_distance("paht", "path"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -11,3 +11,4 @@ mod provider;
 pub mod state;
 
 pub use provider::{run, DockerSettings, Publish, Update, UpdateKind};
+pub use state::ListenerPorts;

@@ -1,7 +1,10 @@
 //! The Docker provider: the first full sync, the event stream, and
 //! reconnecting (with a full resync) whenever the engine goes away.
 
-use crate::state::{classify, Backend, Backends, Classified, ContainerFacts};
+use crate::labels::is_labelled;
+use crate::state::{
+    classify, Backend, Backends, Classified, Conflict, ContainerFacts, ListenerPorts,
+};
 use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
@@ -28,6 +31,8 @@ pub struct DockerSettings {
     pub network: String,
     /// Labels are read under this prefix (`reverse-proxy.`).
     pub label_prefix: String,
+    /// The listener ports, for `redirect-to-https` labels.
+    pub ports: ListenerPorts,
 }
 
 /// What kind of change produced an update.
@@ -72,6 +77,7 @@ pub async fn run(settings: DockerSettings, publish: Publish) {
         publish,
         backends: Backends::default(),
         last_published: None,
+        last_conflicts: Vec::new(),
     };
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -103,6 +109,7 @@ struct Provider {
     publish: Publish,
     backends: Backends,
     last_published: Option<Fragment>,
+    last_conflicts: Vec<Conflict>,
 }
 
 impl Provider {
@@ -149,16 +156,21 @@ impl Provider {
 
     /// Reads every labelled container and replaces what was known.
     async fn sync(&mut self, docker: &Docker) -> Result<(), ConnectionLost> {
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{}host", self.settings.label_prefix)],
-        )]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
+        // Docker filters labels by exact key only, and routes may be named
+        // (`<prefix><name>.host`): list all, keep those with a label under
+        // the prefix.
+        let options = ListContainersOptionsBuilder::default().all(true).build();
         let listed = docker.list_containers(Some(options)).await?;
-        let ids: Vec<String> = listed.into_iter().filter_map(|c| c.id).collect();
+        let prefix = &self.settings.label_prefix;
+        let ids: Vec<String> = listed
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .is_some_and(|l| is_labelled(l.keys(), prefix))
+            })
+            .filter_map(|c| c.id)
+            .collect();
         let inspected: Vec<_> = stream::iter(ids.iter().cloned())
             .map(|id| async move { (id.clone(), inspect(docker, &id).await) })
             .buffer_unordered(INSPECT_CONCURRENCY)
@@ -227,7 +239,8 @@ impl Provider {
                     .as_ref()
                     .and_then(|a| a.id.clone())
                     .unwrap_or_default();
-                let labelled = attribute(&format!("{}host", self.settings.label_prefix)).is_some();
+                let labelled =
+                    attributes.is_some_and(|a| is_labelled(a.keys(), &self.settings.label_prefix));
                 let relevant = labelled || self.backends.contains(&id);
                 (id, relevant)
             }
@@ -369,7 +382,20 @@ impl Provider {
         event_time: Option<SystemTime>,
         always: bool,
     ) {
-        let fragment = self.backends.fragment();
+        let (fragment, conflicts) = self.backends.fragment(self.settings.ports);
+        if conflicts != self.last_conflicts {
+            for c in &conflicts {
+                tracing::warn!(
+                    host = %c.host,
+                    path = %c.path,
+                    kept = %c.kept,
+                    skipped = %c.skipped,
+                    fix = "give both containers the same route labels, or different paths, methods, headers or priorities",
+                    "route conflict: two containers claim the same route with different settings"
+                );
+            }
+            self.last_conflicts = conflicts;
+        }
         if !always && self.last_published.as_ref() == Some(&fragment) {
             return;
         }
@@ -385,16 +411,23 @@ impl Provider {
 
 /// Logs a backend entering or leaving its pools.
 fn log_target_change(id: &str, before: Option<&Backend>, after: Option<&Backend>) {
-    let old = before.and_then(Backend::target);
-    let new = after.and_then(Backend::target);
+    let old = before.map(Backend::targets).unwrap_or_default();
+    let new = after.map(Backend::targets).unwrap_or_default();
     if old == new {
         return;
     }
-    if let (Some(addr), Some(b)) = (old, before) {
-        tracing::info!(container = %b.name, container_id = %short(id), addr = %addr, hosts = %b.routing.hosts.join(","), "backend removed");
+    let join = |addrs: &[std::net::SocketAddr]| {
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if let (false, Some(b)) = (old.is_empty(), before) {
+        tracing::info!(container = %b.name, container_id = %short(id), addr = %join(&old), hosts = %b.hosts().join(","), "backend removed");
     }
-    if let (Some(addr), Some(b)) = (new, after) {
-        tracing::info!(container = %b.name, container_id = %short(id), addr = %addr, hosts = %b.routing.hosts.join(","), "backend added");
+    if let (false, Some(b)) = (new.is_empty(), after) {
+        tracing::info!(container = %b.name, container_id = %short(id), addr = %join(&new), hosts = %b.hosts().join(","), "backend added");
     }
 }
 

@@ -1,8 +1,10 @@
 //! What gangway knows about labelled containers, and the fragment of
 //! routes that follows from it. Pure: the provider feeds it facts.
 
-use crate::labels::{parse_labels, LabelError, RoutingLabels};
-use gangway_model::{Fragment, Pool, Route, Source, Target, TargetOrigin};
+use crate::labels::{parse_labels, LabelError, RouteLabels};
+use gangway_model::{
+    Action, FieldMatch, Fragment, PathMatch, Pool, Rewrite, Route, Source, Target, TargetOrigin,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
@@ -31,7 +33,7 @@ pub struct ContainerFacts {
 /// How a container relates to routing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
-    /// It has no `<prefix>host` label.
+    /// It has no label under the prefix.
     NotLabelled,
     /// Its labels are wrong; it is skipped.
     BadLabels(LabelError),
@@ -49,8 +51,8 @@ pub enum Classified {
 pub struct Backend {
     /// Container name.
     pub name: String,
-    /// What its labels ask for.
-    pub routing: RoutingLabels,
+    /// The routes its labels ask for.
+    pub routes: Vec<RouteLabels>,
     /// Its address on the proxy network, while it has one.
     pub ip: Option<IpAddr>,
     /// Running, not paused, and healthy (or without a health check).
@@ -62,19 +64,41 @@ pub struct Backend {
 
 impl Backend {
     /// The address requests go to, if the container serves right now.
-    pub fn target(&self) -> Option<SocketAddr> {
-        match (self.serving && !self.stopping, self.ip) {
-            (true, Some(ip)) => Some(SocketAddr::new(ip, self.routing.port)),
-            _ => None,
-        }
+    pub fn serving_ip(&self) -> Option<IpAddr> {
+        self.ip.filter(|_| self.serving && !self.stopping)
+    }
+
+    /// The addresses of its routes while it serves (one per distinct port).
+    pub fn targets(&self) -> Vec<SocketAddr> {
+        let Some(ip) = self.serving_ip() else {
+            return Vec::new();
+        };
+        let mut out: Vec<SocketAddr> = self
+            .routes
+            .iter()
+            .map(|r| SocketAddr::new(ip, r.port))
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// Every host of every route, for logs.
+    pub fn hosts(&self) -> Vec<&str> {
+        let mut hosts: Vec<&str> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.hosts.iter().map(String::as_str))
+            .collect();
+        hosts.dedup();
+        hosts
     }
 }
 
 /// Decides what a container means for routing.
 pub fn classify(facts: &ContainerFacts, prefix: &str, network: &str) -> Classified {
-    let routing = match parse_labels(&facts.labels, prefix) {
-        Ok(Some(routing)) => routing,
-        Ok(None) => return Classified::NotLabelled,
+    let routes = match parse_labels(&facts.labels, prefix) {
+        Ok(routes) if routes.is_empty() => return Classified::NotLabelled,
+        Ok(routes) => routes,
         Err(error) => return Classified::BadLabels(error),
     };
     let Some(ip) = facts.networks.get(network) else {
@@ -85,7 +109,7 @@ pub fn classify(facts: &ContainerFacts, prefix: &str, network: &str) -> Classifi
     let healthy = !matches!(facts.health.as_deref(), Some("starting" | "unhealthy"));
     Classified::Routed(Backend {
         name: facts.name.clone(),
-        routing,
+        routes,
         ip: *ip,
         serving: facts.running && !facts.paused && healthy,
         stopping: false,
@@ -138,42 +162,189 @@ impl Backends {
 
     /// The number of routed containers, and of those serving now.
     pub fn counts(&self) -> (usize, usize) {
-        let serving = self.by_id.values().filter(|b| b.target().is_some()).count();
+        let serving = self
+            .by_id
+            .values()
+            .filter(|b| b.serving_ip().is_some())
+            .count();
         (self.by_id.len(), serving)
     }
 
-    /// One route and one pool per host. A host whose containers are all
-    /// stopped keeps its route with an empty pool, so clients get 503
-    /// ("unavailable") rather than 404 ("no such service").
-    pub fn fragment(&self) -> Fragment {
-        let mut pools: BTreeMap<&str, Vec<Target>> = BTreeMap::new();
-        for (id, backend) in &self.by_id {
-            for host in &backend.routing.hosts {
-                let targets = pools.entry(host.as_str()).or_default();
-                if let Some(addr) = backend.target() {
-                    targets.push(Target {
-                        addr,
-                        origin: TargetOrigin {
-                            name: backend.name.clone(),
-                            id: id.clone(),
-                        },
+    /// The routes and pools of all containers. Containers whose routes
+    /// have the same conditions (host, path, methods, headers, priority)
+    /// and the same settings share one route and pool: that is how several
+    /// containers with one host share the load. A host whose containers
+    /// are all stopped keeps its route with an empty pool, so clients get
+    /// 503 ("unavailable") rather than 404 ("no such service"). Routes with
+    /// the same conditions but different settings conflict: the first
+    /// container (by name) keeps the route, the others are reported.
+    pub fn fragment(&self, ports: ListenerPorts) -> (Fragment, Vec<Conflict>) {
+        let mut by_name: Vec<(&String, &Backend)> = self.by_id.iter().collect();
+        by_name.sort_by(|a, b| (&a.1.name, a.0).cmp(&(&b.1.name, b.0)));
+
+        let mut units: BTreeMap<UnitKey, Unit> = BTreeMap::new();
+        let mut conflicts = Vec::new();
+        for (id, backend) in by_name {
+            let ip = backend.serving_ip();
+            for labels in &backend.routes {
+                for host in &labels.hosts {
+                    let key = UnitKey {
+                        host: host.clone(),
+                        path: labels.path.clone(),
+                        methods: labels.methods.clone(),
+                        headers: labels.headers.clone(),
+                        priority: labels.priority,
+                    };
+                    let settings = UnitSettings {
+                        strip_prefix: labels.strip_prefix.clone(),
+                        redirect_to_https: labels.redirect_to_https,
+                    };
+                    let unit = units.entry(key.clone()).or_insert_with(|| Unit {
+                        settings: settings.clone(),
+                        owner: backend.name.clone(),
+                        targets: Vec::new(),
                     });
+                    if unit.settings != settings {
+                        conflicts.push(Conflict {
+                            host: host.clone(),
+                            path: describe_path(labels.path.as_ref()),
+                            kept: unit.owner.clone(),
+                            skipped: backend.name.clone(),
+                        });
+                        continue;
+                    }
+                    if let Some(ip) = ip {
+                        unit.targets.push(Target {
+                            addr: SocketAddr::new(ip, labels.port),
+                            origin: TargetOrigin {
+                                name: backend.name.clone(),
+                                id: id.clone(),
+                            },
+                        });
+                    }
                 }
             }
         }
+
         let mut fragment = Fragment::empty(Source::Docker);
-        for (host, mut targets) in pools {
-            targets.sort_by(|a, b| (&a.origin.name, a.addr).cmp(&(&b.origin.name, b.addr)));
-            fragment
-                .routes
-                .push(Route::forward(host, vec![host.to_owned()], host));
+        let mut used = std::collections::HashSet::new();
+        for (key, mut unit) in units {
+            let name = unique_name(&key, &mut used);
+            unit.targets
+                .sort_by(|a, b| (&a.origin.name, a.addr).cmp(&(&b.origin.name, b.addr)));
+            unit.targets.dedup();
+            let mut route = Route::forward(&name, vec![key.host.clone()], &name);
+            route.priority = key.priority;
+            route.matcher.path = key.path.clone();
+            route.matcher.methods = key.methods.clone();
+            route.matcher.headers = key.headers.clone();
+            route.rewrite = unit.settings.strip_prefix.clone().map(Rewrite::StripPrefix);
+            if unit.settings.redirect_to_https {
+                let mut redirect = route.clone();
+                redirect.name = format!("{name}.to-https");
+                redirect.matcher.ports = vec![ports.http];
+                redirect.rewrite = None;
+                let port = match ports.https {
+                    443 => String::new(),
+                    p => format!(":{p}"),
+                };
+                redirect.action = Action::Redirect {
+                    status: 308,
+                    location: format!("https://$host{port}$request_uri"),
+                };
+                fragment.routes.push(redirect);
+            }
+            fragment.routes.push(route);
             fragment.pools.push(Pool {
-                name: host.to_owned(),
-                targets,
+                name,
+                targets: unit.targets,
             });
         }
-        fragment
+        (fragment, conflicts)
     }
+}
+
+/// The listener ports a redirect to HTTPS needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerPorts {
+    /// Requests on this port are redirected (`HTTP_PORT`).
+    pub http: u16,
+    /// To this one (`HTTPS_PORT`).
+    pub https: u16,
+}
+
+/// Two containers that claim the same route with different settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The host.
+    pub host: String,
+    /// The path condition, described.
+    pub path: String,
+    /// The container whose settings are used.
+    pub kept: String,
+    /// The container whose route was left out.
+    pub skipped: String,
+}
+
+/// What makes two containers' routes one route.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct UnitKey {
+    host: String,
+    path: Option<PathMatch>,
+    methods: Vec<String>,
+    headers: Vec<FieldMatch>,
+    priority: i32,
+}
+
+/// What containers sharing a route must agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UnitSettings {
+    strip_prefix: Option<String>,
+    redirect_to_https: bool,
+}
+
+struct Unit {
+    settings: UnitSettings,
+    owner: String,
+    targets: Vec<Target>,
+}
+
+fn describe_path(path: Option<&PathMatch>) -> String {
+    match path {
+        None => "any path".into(),
+        Some(PathMatch::Prefix(p)) => format!("prefix {p}"),
+        Some(PathMatch::Exact(p)) => format!("exactly {p}"),
+        Some(PathMatch::Regex(r)) => format!("regex {r}"),
+    }
+}
+
+/// A route name from the host and path (`web.test`, `web.test_api`),
+/// made unique with a counter.
+fn unique_name(key: &UnitKey, used: &mut std::collections::HashSet<String>) -> String {
+    let mut base: String = key.host.replace('*', "_");
+    if let Some(PathMatch::Prefix(p) | PathMatch::Exact(p)) = &key.path {
+        base.push_str(&p.replace('/', "_"));
+    } else if key.path.is_some() {
+        base.push_str("_regex");
+    }
+    let base: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let mut name = base.clone();
+    let mut n = 1;
+    while !used.insert(name.clone()) {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    name
 }
 
 #[cfg(test)]
@@ -182,6 +353,10 @@ mod tests {
 
     const PREFIX: &str = "reverse-proxy.";
     const NET: &str = "proxy";
+    const PORTS: ListenerPorts = ListenerPorts {
+        http: 8080,
+        https: 8443,
+    };
 
     fn facts(name: &str, host: &str, ip: &str) -> ContainerFacts {
         ContainerFacts {
@@ -208,7 +383,8 @@ mod tests {
             let f = facts(name, "web.test", ip);
             backends.insert(f.id.clone(), routed(&f));
         }
-        let fragment = backends.fragment();
+        let (fragment, conflicts) = backends.fragment(PORTS);
+        assert!(conflicts.is_empty());
         assert_eq!(fragment.routes.len(), 1);
         let names: Vec<&str> = fragment.pools[0]
             .targets
@@ -225,32 +401,32 @@ mod tests {
     #[test]
     fn stopped_paused_unhealthy_and_stopping_containers_do_not_serve() {
         let base = facts("web", "web.test", "10.0.0.2");
-        assert!(routed(&base).target().is_some());
+        assert!(routed(&base).serving_ip().is_some());
         let stopped = ContainerFacts {
             running: false,
             ..base.clone()
         };
-        assert!(routed(&stopped).target().is_none());
+        assert!(routed(&stopped).serving_ip().is_none());
         let paused = ContainerFacts {
             paused: true,
             ..base.clone()
         };
-        assert!(routed(&paused).target().is_none());
+        assert!(routed(&paused).serving_ip().is_none());
         for health in ["starting", "unhealthy"] {
             let f = ContainerFacts {
                 health: Some(health.into()),
                 ..base.clone()
             };
-            assert!(routed(&f).target().is_none(), "{health}");
+            assert!(routed(&f).serving_ip().is_none(), "{health}");
         }
         let healthy = ContainerFacts {
             health: Some("healthy".into()),
             ..base.clone()
         };
-        assert!(routed(&healthy).target().is_some());
+        assert!(routed(&healthy).serving_ip().is_some());
         let mut stopping = routed(&base);
         stopping.stopping = true;
-        assert!(stopping.target().is_none());
+        assert!(stopping.serving_ip().is_none());
     }
 
     #[test]
@@ -261,7 +437,7 @@ mod tests {
             ..facts("web", "web.test", "10.0.0.2")
         };
         backends.insert(f.id.clone(), routed(&f));
-        let fragment = backends.fragment();
+        let (fragment, _) = backends.fragment(PORTS);
         assert_eq!(fragment.routes[0].matcher.hosts, ["web.test"]);
         assert!(fragment.pools[0].targets.is_empty());
     }
@@ -283,5 +459,62 @@ mod tests {
         ));
         f.labels.clear();
         assert_eq!(classify(&f, PREFIX, NET), Classified::NotLabelled);
+    }
+
+    #[test]
+    fn conflicting_settings_keep_the_first_container_and_report_the_other() {
+        let mut backends = Backends::default();
+        let mut a = facts("a-web", "web.test", "10.0.0.2");
+        a.labels.insert("reverse-proxy.path".into(), "/api".into());
+        let mut b = facts("b-web", "web.test", "10.0.0.3");
+        b.labels.insert("reverse-proxy.path".into(), "/api".into());
+        b.labels
+            .insert("reverse-proxy.strip-prefix".into(), "true".into());
+        for f in [&a, &b] {
+            backends.insert(f.id.clone(), routed(f));
+        }
+        let (fragment, conflicts) = backends.fragment(PORTS);
+        assert_eq!(
+            conflicts,
+            [Conflict {
+                host: "web.test".into(),
+                path: "prefix /api".into(),
+                kept: "a-web".into(),
+                skipped: "b-web".into(),
+            }]
+        );
+        assert_eq!(fragment.pools[0].targets.len(), 1);
+        assert_eq!(fragment.routes[0].name, "web.test_api");
+        assert_eq!(fragment.routes[0].rewrite, None);
+    }
+
+    #[test]
+    fn named_routes_and_redirect_to_https() {
+        let mut backends = Backends::default();
+        let mut f = facts("app", "app.test", "10.0.0.2");
+        f.labels
+            .insert("reverse-proxy.redirect-to-https".into(), "true".into());
+        f.labels
+            .insert("reverse-proxy.admin.host".into(), "admin.test".into());
+        f.labels
+            .insert("reverse-proxy.admin.port".into(), "9090".into());
+        backends.insert(f.id.clone(), routed(&f));
+        let (fragment, _) = backends.fragment(PORTS);
+        let names: Vec<&str> = fragment.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["admin.test", "app.test.to-https", "app.test"]);
+        assert_eq!(
+            fragment.routes[1].action,
+            Action::Redirect {
+                status: 308,
+                location: "https://$host:8443$request_uri".into()
+            }
+        );
+        assert_eq!(fragment.routes[1].matcher.ports, [8080]);
+        let admin = fragment
+            .pools
+            .iter()
+            .find(|p| p.name == "admin.test")
+            .unwrap();
+        assert_eq!(admin.targets[0].addr, "10.0.0.2:9090".parse().unwrap());
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::cmp::Ordering;
 
 /// How a route matches the request path.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PathMatch {
     /// The whole path, exactly.
@@ -44,7 +44,7 @@ pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
 }
 
 /// How a header or query parameter must look.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ValueMatch {
     /// Present, with any value.
@@ -56,7 +56,7 @@ pub enum ValueMatch {
 }
 
 /// A condition on one header or query parameter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct FieldMatch {
     /// The header name (lower case) or query parameter name.
     pub name: String,

@@ -345,6 +345,10 @@ impl RunArgs {
                 docker_host: docker_host.to_owned(),
                 network: network.to_owned(),
                 label_prefix: self.proxy_label_prefix.clone(),
+                ports: gangway_docker::ListenerPorts {
+                    http: http_port,
+                    https: https.as_ref().map_or(443, |h| h.port),
+                },
             },
             http_port,
             https,
