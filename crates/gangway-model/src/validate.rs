@@ -272,9 +272,12 @@ fn check_regex(what: &str, pattern: &str, report: &mut dyn FnMut(String)) {
 /// the position and the reason on one line for logs.
 fn one_line(message: &str) -> String {
     let lines: Vec<&str> = message.lines().map(str::trim_end).collect();
-    let caret = lines
-        .iter()
-        .find_map(|l| l.find('^').filter(|_| l.trim().starts_with('^')));
+    let caret = lines.iter().find_map(|l| {
+        let marks = l.trim();
+        (!marks.is_empty() && marks.bytes().all(|b| b == b'^'))
+            .then(|| l.find('^'))
+            .flatten()
+    });
     let reason = lines
         .iter()
         .find_map(|l| l.strip_prefix("error: "))
@@ -429,7 +432,7 @@ mod tests {
             .iter()
             .find(|m| m.contains("path regex"))
             .expect("regex error");
-        assert!(regex.contains("at character"), "{regex}");
+        assert!(regex.contains("(at character 9)"), "{regex}");
         assert!(!regex.contains('\n'), "{regex}");
     }
 

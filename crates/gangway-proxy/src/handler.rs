@@ -127,7 +127,8 @@ impl Proxy {
 
         let mut response = match &route.action {
             CompiledAction::Forward(Some(pool)) => {
-                self.forward(req, conn, host, route, pool, record).await
+                self.forward(req, conn, host, (&table, route, pool), record)
+                    .await
             }
             CompiledAction::Forward(None) => {
                 own_error(&table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
@@ -179,14 +180,12 @@ impl Proxy {
         req: Request<Incoming>,
         conn: &Connection,
         host: HeaderValue,
-        route: &CompiledRoute,
-        pool: &Arc<PoolEntry>,
+        (table, route, pool): (&RouteTable, &CompiledRoute, &Arc<PoolEntry>),
         record: &mut Option<AccessRecord>,
     ) -> Response<ResponseBody> {
-        let table = self.routes.load();
         let Some(index) = pool.pick_index() else {
             tracing::debug!(target: "routing", route = route.name(), pool = pool.name(), "pool has no target");
-            return own_error(&table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+            return own_error(table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
         };
         let target = &pool.targets()[index];
         tracing::debug!(target: "routing", pool = pool.name(), upstream = %target.addr, container = &*target.name, "target chosen");
@@ -210,7 +209,7 @@ impl Proxy {
                 match PathAndQuery::try_from(rewritten) {
                     Ok(p) => p,
                     Err(_) => {
-                        return own_error(&table, StatusCode::BAD_REQUEST, BAD_TARGET);
+                        return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET);
                     }
                 }
             }
@@ -229,7 +228,7 @@ impl Proxy {
             .build()
         {
             Ok(uri) => uri,
-            Err(_) => return own_error(&table, StatusCode::BAD_REQUEST, BAD_TARGET),
+            Err(_) => return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET),
         };
         parts.version = Version::HTTP_11;
         if let Some(record) = record {
@@ -251,7 +250,7 @@ impl Proxy {
                     error = %error_chain(&error),
                     "upstream request failed"
                 );
-                own_error(&table, StatusCode::BAD_GATEWAY, BAD_GATEWAY)
+                own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY)
             }
         }
     }
