@@ -9,6 +9,8 @@
 pub mod labels;
 mod provider;
 pub mod state;
+mod status;
 
 pub use provider::{run, DockerSettings, Publish, Update, UpdateKind};
 pub use state::ListenerPorts;
+pub use status::{ConflictReport, ContainerReport, DockerReport, DockerStatus};

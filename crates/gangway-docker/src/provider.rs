@@ -5,6 +5,7 @@ use crate::labels::is_labelled;
 use crate::state::{
     classify, Backend, Backends, Classified, Conflict, ContainerFacts, ListenerPorts,
 };
+use crate::status::{ContainerReport, DockerStatus};
 use bollard::models::{ContainerInspectResponse, EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
@@ -71,10 +72,11 @@ enum ConnectionLost {
 
 /// Follows Docker forever: connects, syncs, applies events, and after any
 /// failure keeps the last routes, waits (with backoff) and starts again.
-pub async fn run(settings: DockerSettings, publish: Publish) {
+pub async fn run(settings: DockerSettings, publish: Publish, status: DockerStatus) {
     let mut provider = Provider {
         settings,
         publish,
+        status,
         backends: Backends::default(),
         last_published: None,
         last_conflicts: Vec::new(),
@@ -91,6 +93,7 @@ pub async fn run(settings: DockerSettings, publish: Publish) {
                 error
             }
         };
+        provider.status.set_connected(false);
         tracing::warn!(
             docker_host = %provider.settings.docker_host,
             error = %error,
@@ -107,6 +110,7 @@ enum Never {}
 struct Provider {
     settings: DockerSettings,
     publish: Publish,
+    status: DockerStatus,
     backends: Backends,
     last_published: Option<Fragment>,
     last_conflicts: Vec<Conflict>,
@@ -151,6 +155,7 @@ impl Provider {
             api_version = %docker.client_version(),
             "docker connected"
         );
+        self.status.set_connected(true);
         Ok(docker)
     }
 
@@ -184,6 +189,11 @@ impl Provider {
                 self.observe(&facts);
             }
         }
+        // Labelled but unrouted containers (skipped, off the network) that
+        // are gone from the list leave the report too.
+        let mut listed: Vec<String> = ids.clone();
+        listed.retain(|id| seen.contains(id));
+        self.status.retain(&listed);
         for gone in self
             .backends
             .ids()
@@ -279,7 +289,10 @@ impl Provider {
             }
             "stop" | "die" | "oom" => self.change(&id, |b| b.serving = false),
             "pause" => self.change(&id, |b| b.serving = false),
-            "destroy" => self.forget(&id),
+            "destroy" => {
+                self.status.remove(&id);
+                self.forget(&id)
+            }
             "start" | "restart" | "unpause" | "rename" | "update" | "create" | "connect"
             | "disconnect" => {
                 let restarted = matches!(action, "start" | "restart");
@@ -317,20 +330,34 @@ impl Provider {
                 }
                 Ok(self.observe(&facts))
             }
-            None => Ok(self.forget(id)),
+            None => {
+                self.status.remove(id);
+                Ok(self.forget(id))
+            }
         }
     }
 
     /// Records one container's facts; returns whether routing changed.
     fn observe(&mut self, facts: &ContainerFacts) -> bool {
         let prefix = &self.settings.label_prefix;
+        let report = |status, label: Option<&str>, problem: Option<String>| ContainerReport {
+            name: facts.name.clone(),
+            id: short(&facts.id).to_owned(),
+            status,
+            label: label.map(str::to_owned),
+            problem,
+        };
         match classify(facts, prefix, &self.settings.network) {
             Classified::Routed(backend) => {
+                self.status.set(&facts.id, report("routed", None, None));
                 let before = self.backends.insert(facts.id.clone(), backend.clone());
                 log_target_change(&facts.id, before.as_ref(), Some(&backend));
                 before.as_ref() != Some(&backend)
             }
-            Classified::NotLabelled => self.forget(&facts.id),
+            Classified::NotLabelled => {
+                self.status.remove(&facts.id);
+                self.forget(&facts.id)
+            }
             Classified::BadLabels(error) => {
                 tracing::warn!(
                     container = %facts.name,
@@ -339,16 +366,32 @@ impl Provider {
                     reason = %error,
                     "container skipped"
                 );
+                self.status.set(
+                    &facts.id,
+                    report("skipped", Some(error.label()), Some(error.to_string())),
+                );
                 self.forget(&facts.id)
             }
             Classified::OffNetwork { attached } => {
+                let fix = format!(
+                    "attach it with `docker network connect {} {}`",
+                    self.settings.network, facts.name
+                );
                 tracing::warn!(
                     container = %facts.name,
                     container_id = %short(&facts.id),
                     network = %self.settings.network,
                     attached = %attached.join(","),
-                    fix = %format!("attach it with `docker network connect {} {}`", self.settings.network, facts.name),
+                    fix = %fix,
                     "container not on proxy network"
+                );
+                let problem = format!(
+                    "not attached to the proxy network {}; {fix}",
+                    self.settings.network
+                );
+                self.status.set(
+                    &facts.id,
+                    report("not on proxy network", None, Some(problem)),
                 );
                 self.forget(&facts.id)
             }
@@ -394,6 +437,7 @@ impl Provider {
                     "route conflict: two containers claim the same route with different settings"
                 );
             }
+            self.status.set_conflicts(&conflicts);
             self.last_conflicts = conflicts;
         }
         if !always && self.last_published.as_ref() == Some(&fragment) {

@@ -1,5 +1,5 @@
-//! The admin listener: liveness, readiness and `/api/v1/explain` now, the
-//! rest of the REST API later. It is a separate socket, so no proxied route
+//! The admin listener: liveness, readiness, `/api/v1/explain` and
+//! `/api/v1/docker/containers` now, the rest of the REST API later. It is a separate socket, so no proxied route
 //! can ever reach it.
 
 use arc_swap::ArcSwap;
@@ -24,6 +24,8 @@ pub struct AdminState {
     pub table: Arc<ArcSwap<RouteTable>>,
     /// The port `explain` assumes when the question names none.
     pub http_port: u16,
+    /// What the Docker provider knows.
+    pub docker: gangway_docker::DockerStatus,
 }
 
 /// Serves the admin endpoints on an already bound socket.
@@ -47,8 +49,12 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
 }
 
 fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
-    if req.uri().path() == "/api/v1/explain" {
-        return explain(req, state);
+    match req.uri().path() {
+        "/api/v1/explain" => return explain(req, state),
+        "/api/v1/docker/containers" => {
+            return json(StatusCode::OK, "application/json", &state.docker.report())
+        }
+        _ => {}
     }
     let ready = state.ready.load(Ordering::Acquire);
     let (status, body) = match req.uri().path() {

@@ -100,9 +100,11 @@ fn run(settings: Settings) -> anyhow::Result<()> {
                 Arc::clone(&routes),
             ));
         }
+        let docker_status = gangway_docker::DockerStatus::default();
         tokio::spawn(gangway_docker::run(
             settings.docker.clone(),
             routes.docker_publisher(),
+            docker_status.clone(),
         ));
         let admin = tokio::net::TcpListener::from_std(admin)
             .context("cannot register the admin listener")?;
@@ -112,6 +114,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
                 ready,
                 table: routes.table(),
                 http_port: settings.http_port,
+                docker: docker_status,
             }),
         ));
 

@@ -151,6 +151,26 @@ fn misspelled_labels_skip_the_container_with_a_suggestion() {
         "{line}"
     );
     assert_eq!(g.get("typo.test", "/").status, 404);
+
+    // The admin API reports it too, next to the routed one.
+    let report = g.admin_get("/api/v1/docker/containers");
+    assert_eq!(report.status, 200, "{report:#?}");
+    let report = report.json();
+    assert_eq!(report["connected"], true);
+    let containers = report["containers"].as_array().unwrap();
+    let find = |name: &str| {
+        containers
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {report:#}"))
+    };
+    let skipped = find(typo.name());
+    assert_eq!(skipped["status"], "skipped");
+    assert_eq!(skipped["label"], "reverse-proxy.prot");
+    assert!(skipped["problem"]
+        .as_str()
+        .is_some_and(|p| p.contains("did you mean reverse-proxy.port?")));
+    assert_eq!(find(good.name())["status"], "routed");
 }
 
 #[test]
@@ -176,6 +196,13 @@ fn conflicting_containers_are_reported_by_name() {
     assert_eq!(line["kept"], first.name(), "{line}");
     assert_eq!(line["skipped"], second.name(), "{line}");
     assert_eq!(line["host"], "clash.test");
+    let report = g.admin_get("/api/v1/docker/containers").json();
+    assert_eq!(report["conflicts"][0]["kept"], first.name(), "{report:#}");
+    assert_eq!(
+        report["conflicts"][0]["skipped"],
+        second.name(),
+        "{report:#}"
+    );
     for _ in 0..4 {
         let r = g.get("clash.test", "/api/x");
         assert_eq!(r.header("x-backend"), Some(first.name()), "{r:#?}");
