@@ -1,13 +1,16 @@
 //! The configuration file (TOML): parsed into a [`Fragment`] of source
 //! `file`, with every error located by line and column.
 //!
-//! The file maps one-to-one onto the model: `[[routes]]`, `[[pools]]` and
-//! `[[error_pages]]`; `docs/config.md` documents every key.
+//! The file maps one-to-one onto the model: `[[listeners]]`, `[[routes]]`,
+//! `[[pools]]` (with their targets) and `[[error_pages]]`; `docs/config.md`
+//! documents every key.
 
 use crate::route::{
     Action, FieldMatch, HeaderOps, Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
 };
-use crate::snapshot::{ErrorPage, Fragment, Pool, Source, StatusSet, Target, TargetOrigin};
+use crate::snapshot::{
+    ErrorPage, Fragment, ListenerSpec, ListenerTls, Pool, Source, StatusSet, Target, TargetOrigin,
+};
 use crate::validate::{validate, Problem, Severity};
 use crate::validate_host_pattern;
 use serde::Deserialize;
@@ -113,6 +116,46 @@ pub fn parse_file(
         out.fragment.pools.push(Pool {
             name: pool.name.clone(),
             targets,
+        });
+    }
+
+    for listener in &spec.listeners {
+        let span = listener.span();
+        let l = listener.get_ref();
+        spans.insert(format!("listener {:?}", l.name), span.clone());
+        let mut fail = |message: String| {
+            out.problems.push(problem(
+                text,
+                &span,
+                Severity::Error,
+                format!("listener {:?}: {message}", l.name),
+            ))
+        };
+        let tls = match (l.protocol.as_str(), &l.cert, &l.key) {
+            ("http", None, None) => None,
+            ("http", _, _) => {
+                fail("cert and key belong to protocol = \"https\" listeners".into());
+                continue;
+            }
+            ("https", Some(cert), Some(key)) => Some(ListenerTls {
+                cert: base_dir.join(cert).to_string_lossy().into_owned(),
+                key: base_dir.join(key).to_string_lossy().into_owned(),
+            }),
+            ("https", _, _) => {
+                fail("an https listener needs cert and key (PEM files)".into());
+                continue;
+            }
+            (other, _, _) => {
+                fail(format!(
+                    "protocol {other:?} is not known; use \"http\" or \"https\""
+                ));
+                continue;
+            }
+        };
+        out.fragment.listeners.push(ListenerSpec {
+            name: l.name.clone(),
+            port: l.port,
+            tls,
         });
     }
 
@@ -339,6 +382,23 @@ struct FileSpec {
     pools: Vec<Spanned<PoolSpec>>,
     #[serde(default)]
     error_pages: Vec<Spanned<ErrorPageSpec>>,
+    #[serde(default)]
+    listeners: Vec<Spanned<ListenerFileSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerFileSpec {
+    name: String,
+    port: u16,
+    #[serde(default = "default_protocol")]
+    protocol: String,
+    cert: Option<String>,
+    key: Option<String>,
+}
+
+fn default_protocol() -> String {
+    "http".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -551,6 +611,17 @@ static = { root = "www", fallback = "/index.html" }
 [[error_pages]]
 status = [502, "5xx"]
 file = "50x.html"
+
+[[listeners]]
+name = "admin"
+port = 9443
+protocol = "https"
+cert = "certs/admin.pem"
+key = "certs/admin-key.pem"
+
+[[listeners]]
+name = "alt"
+port = 8081
 "#,
         );
         assert!(parsed.is_valid(), "{:#?}", parsed.problems);
@@ -586,6 +657,34 @@ file = "50x.html"
             [StatusSet::Code(502), StatusSet::Class(5)]
         );
         assert_eq!(f.error_pages[0].body, "<h1>down</h1>");
+        assert_eq!(f.listeners[0].port, 9443);
+        assert_eq!(
+            f.listeners[0].tls.as_ref().map(|t| t.cert.as_str()),
+            Some("/etc/gangway/certs/admin.pem")
+        );
+        assert_eq!(f.listeners[1].tls, None);
+    }
+
+    #[test]
+    fn listeners_are_checked() {
+        let parsed = parse(
+            "[[listeners]]\nname = \"a\"\nport = 8081\nprotocol = \"https\"\n\n[[listeners]]\nname = \"b\"\nport = 8082\nprotocol = \"gopher\"\n\n[[listeners]]\nname = \"c\"\nport = 8083\n\n[[listeners]]\nname = \"d\"\nport = 8083\n",
+        );
+        let text: Vec<String> = parsed.problems.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("1:1") && e.contains("needs cert and key")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter().any(|e| e.contains("\"gopher\" is not known")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains("listener \"d\"") && e.contains("already uses port 8083")),
+            "{text:#?}"
+        );
     }
 
     #[test]

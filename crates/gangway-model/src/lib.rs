@@ -20,7 +20,7 @@ pub use route::{
     Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
 };
 pub use snapshot::{
-    qualified_pool_name, ErrorPage, Fragment, Pool, Snapshot, Source, StatusSet, Target,
-    TargetOrigin,
+    qualified_pool_name, ErrorPage, Fragment, ListenerSpec, ListenerTls, Pool, Snapshot, Source,
+    StatusSet, Target, TargetOrigin,
 };
 pub use validate::{covers, validate, Problem, Severity};

@@ -53,6 +53,27 @@ pub struct Pool {
     pub targets: Vec<Target>,
 }
 
+/// An extra port to serve, declared in the configuration file (the ports
+/// of `HTTP_PORT` and `HTTPS_PORT` always exist).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ListenerSpec {
+    /// Unique within the file.
+    pub name: String,
+    /// The port, bound on every IPv4 and IPv6 address.
+    pub port: u16,
+    /// Certificate and key for HTTPS; `None` for plain HTTP.
+    pub tls: Option<ListenerTls>,
+}
+
+/// The certificate of an HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ListenerTls {
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+}
+
 /// Which responses an error page replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,6 +117,8 @@ pub struct Fragment {
     pub pools: Vec<Pool>,
     /// Pages for gangway's own errors (and backends' where a route asks).
     pub error_pages: Vec<ErrorPage>,
+    /// Extra listeners (only the configuration file declares them).
+    pub listeners: Vec<ListenerSpec>,
 }
 
 impl Fragment {
@@ -106,6 +129,7 @@ impl Fragment {
             routes: Vec::new(),
             pools: Vec::new(),
             error_pages: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -224,6 +248,7 @@ mod tests {
                 }],
             }],
             error_pages: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 

@@ -78,6 +78,29 @@ pub fn validate(fragment: &Fragment) -> Vec<Problem> {
         }
     }
 
+    let mut listener_names = HashSet::new();
+    let mut listener_ports = HashSet::new();
+    for listener in &fragment.listeners {
+        let subject = format!("listener {:?}", listener.name);
+        if !valid_name(&listener.name) {
+            problems.push(error(&subject, NAME_RULE));
+        }
+        if !listener_names.insert(listener.name.as_str()) {
+            problems.push(error(&subject, "two listeners have this name; rename one"));
+        }
+        if listener.port == 0 {
+            problems.push(error(
+                &subject,
+                "port 0 cannot be listened on; use 1 to 65535",
+            ));
+        } else if !listener_ports.insert(listener.port) {
+            problems.push(error(
+                &subject,
+                format!("another listener already uses port {}", listener.port),
+            ));
+        }
+    }
+
     for (i, page) in fragment.error_pages.iter().enumerate() {
         check_error_page(page, &mut |m| {
             problems.push(error(&format!("error page {}", i + 1), m))
@@ -382,6 +405,7 @@ mod tests {
                 targets: Vec::new(),
             }],
             error_pages: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 

@@ -34,6 +34,7 @@ fn table(routes: Vec<Route>) -> RouteTable {
         routes,
         pools: vec![pool("p", &["10.0.0.1:80"])],
         error_pages: Vec::new(),
+        listeners: Vec::new(),
     };
     let (table, errors) = RouteTable::compile(
         &Snapshot::build(7, "test", &[fragment]),
@@ -411,6 +412,7 @@ fn counters_survive_a_recompile_and_vanish_with_their_route() {
         routes,
         pools: vec![pool("p", &["10.0.0.1:80"])],
         error_pages: Vec::new(),
+        listeners: Vec::new(),
     };
     let snap = Snapshot::build(1, "t", &[fragment(vec![forward("a", &["a.test"])])]);
     let (t1, _) = RouteTable::compile(&snap, &registry);

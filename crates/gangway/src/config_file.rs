@@ -2,6 +2,7 @@
 //! every second; a valid change is applied at once, an invalid one is
 //! logged with file, line and column and the last good configuration stays.
 
+use crate::listeners::FileListeners;
 use crate::routing::{Change, Routes};
 use gangway_model::{parse_file, FileProblem, ParsedFile, Severity};
 use std::path::{Path, PathBuf};
@@ -43,8 +44,16 @@ fn log_warnings(path: &Path, parsed: &ParsedFile) {
     }
 }
 
-/// Publishes a valid file's fragment.
-pub fn apply(routes: &Routes, path: &Path, parsed: ParsedFile, cause: &str) {
+/// Starts and stops the file's listeners, then publishes its routes. A
+/// listener that cannot start refuses the whole file.
+pub async fn apply(
+    routes: &Routes,
+    listeners: &FileListeners,
+    path: &Path,
+    parsed: ParsedFile,
+    cause: &str,
+) -> Result<(), String> {
+    listeners.reconcile(&parsed.fragment.listeners).await?;
     log_warnings(path, &parsed);
     tracing::info!(
         file = %path.display(),
@@ -58,12 +67,19 @@ pub fn apply(routes: &Routes, path: &Path, parsed: ParsedFile, cause: &str) {
         cause: cause.to_owned(),
         event_time: Some(SystemTime::now()),
     });
+    Ok(())
 }
 
 /// Watches the file until the process ends. `last` is the content already
 /// applied.
-pub async fn watch(path: PathBuf, mut last: Vec<u8>, routes: Arc<Routes>) {
+pub async fn watch(
+    path: PathBuf,
+    mut last: Vec<u8>,
+    routes: Arc<Routes>,
+    listeners: Arc<FileListeners>,
+) {
     let mut missing_reported = false;
+    let mut failed: Option<Vec<u8>> = None;
     let mut interval = tokio::time::interval(POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -90,15 +106,29 @@ pub async fn watch(path: PathBuf, mut last: Vec<u8>, routes: Arc<Routes>) {
                 continue;
             }
         };
-        last = bytes;
         if parsed.is_valid() {
-            apply(&routes, &path, parsed, "config file changed");
-        } else {
-            for p in &parsed.problems {
-                let level_error = p.severity == Severity::Error;
-                if level_error {
-                    tracing::error!(file = %path.display(), line = p.line, column = p.column, problem = %p.message, "config file rejected; keeping the last good configuration");
+            // A listener that cannot start (its port is taken) is retried
+            // every second until it can, or the file changes; reported once.
+            match apply(&routes, &listeners, &path, parsed, "config file changed").await {
+                Ok(()) => {
+                    last = bytes;
+                    failed = None;
                 }
+                Err(problem) => {
+                    if failed.as_ref() != Some(&bytes) {
+                        tracing::error!(file = %path.display(), %problem, "config file rejected; keeping the last good configuration");
+                    }
+                    failed = Some(bytes);
+                }
+            }
+        } else {
+            last = bytes;
+            let errors = parsed
+                .problems
+                .iter()
+                .filter(|p| p.severity == Severity::Error);
+            for p in errors {
+                tracing::error!(file = %path.display(), line = p.line, column = p.column, problem = %p.message, "config file rejected; keeping the last good configuration");
             }
         }
     }

@@ -6,6 +6,7 @@
 mod admin;
 mod commands;
 mod config_file;
+mod listeners;
 mod routing;
 mod settings;
 
@@ -92,12 +93,30 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let ready = Arc::new(AtomicBool::new(false));
         let routes = routing::Routes::new(Arc::clone(&ready));
+        let proxy = Arc::new(gangway_proxy::Proxy::new(routes.table()));
+        let mut reserved = vec![
+            (settings.http_port, "HTTP_PORT"),
+            (settings.control_plane_addr.port(), "CONTROL_PLANE_ADDR"),
+        ];
+        if let Some(https) = &settings.https {
+            reserved.push((https.port, "HTTPS_PORT"));
+        }
+        let file_listeners = Arc::new(listeners::FileListeners::new(Arc::clone(&proxy), reserved));
         if let Some(config) = settings.config.clone() {
-            config_file::apply(&routes, &config.path, config.parsed, "config file loaded");
+            config_file::apply(
+                &routes,
+                &file_listeners,
+                &config.path,
+                config.parsed,
+                "config file loaded",
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("GANGWAY_CONFIG {}: {e}", config.path.display()))?;
             tokio::spawn(config_file::watch(
                 config.path,
                 config.content,
                 Arc::clone(&routes),
+                Arc::clone(&file_listeners),
             ));
         }
         let docker_status = gangway_docker::DockerStatus::default();
@@ -118,7 +137,6 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             }),
         ));
 
-        let proxy = Arc::new(gangway_proxy::Proxy::new(routes.table()));
         let (stop, stopped) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
         servers.spawn(gangway_proxy::serve(
@@ -145,6 +163,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
         let _ = stop.send(true);
+        file_listeners.stop_all().await;
         while servers.join_next().await.is_some() {}
         tracing::info!("gangway stopped");
         Ok(())
