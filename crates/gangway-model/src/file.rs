@@ -36,14 +36,10 @@ pub struct FileProblem {
 
 impl fmt::Display for FileProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let severity = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
         write!(
             f,
-            "{}:{}: {severity}: {}",
-            self.line, self.column, self.message
+            "{}:{}: {}: {}",
+            self.line, self.column, self.severity, self.message
         )
     }
 }

@@ -29,13 +29,18 @@ pub struct Problem {
     pub message: String,
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let severity = match self.severity {
+        f.write_str(match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
-        };
-        write!(f, "{severity}: {}: {}", self.subject, self.message)
+        })
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.severity, self.subject, self.message)
     }
 }
 
