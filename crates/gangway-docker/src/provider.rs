@@ -293,6 +293,11 @@ impl Provider {
                 self.status.remove(&id);
                 self.forget(&id)
             }
+            // `docker run` attaches the network just before starting the
+            // process, and an inspect then waits for the start to finish
+            // (hundreds of ms, holding up every later event). A container
+            // known not to run is refreshed by its `start` event instead.
+            "connect" if self.backends.get(&id).is_some_and(|b| !b.serving) => false,
             "start" | "restart" | "unpause" | "rename" | "update" | "create" | "connect"
             | "disconnect" => {
                 let restarted = matches!(action, "start" | "restart");
