@@ -37,6 +37,10 @@ pub(crate) async fn serve(
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         return Served::Response(Box::new(response));
     }
     let Some(relative) = safe_relative_path(path) else {

@@ -241,11 +241,15 @@ impl CompiledRoute {
             .iter()
             .map(|f| Ok((f.name.as_str().into(), field(f)?)))
             .collect::<Result<_, String>>()?;
-        let methods = m
+        let mut methods: Vec<Method> = m
             .methods
             .iter()
             .map(|x| Method::from_bytes(x.as_bytes()).map_err(|_| format!("method {x:?}")))
             .collect::<Result<_, _>>()?;
+        // As in nginx: whoever may GET may also HEAD.
+        if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+            methods.push(Method::HEAD);
+        }
         let action = match &route.action {
             Action::Forward { .. } => CompiledAction::Forward(pool),
             Action::Redirect { status, location } => CompiledAction::Redirect {
@@ -281,7 +285,7 @@ impl CompiledRoute {
             priority: route.priority,
             hosts: m.hosts.iter().map(|h| h.as_str().into()).collect(),
             ports: m.ports.iter().copied().collect(),
-            methods,
+            methods: methods.into(),
             websocket: m.websocket,
             path,
             headers,

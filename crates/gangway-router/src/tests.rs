@@ -294,7 +294,10 @@ fn priority_then_specificity_then_conditions_then_name() {
     );
     let mut head = req("a.test", "/");
     head.method = Method::HEAD;
-    assert_eq!(chosen(&t, &head).as_deref(), Some("aa-plain"));
+    assert_eq!(chosen(&t, &head).as_deref(), Some("zz-method"), "GET allows HEAD");
+    let mut post = req("a.test", "/");
+    post.method = Method::POST;
+    assert_eq!(chosen(&t, &post).as_deref(), Some("aa-plain"));
 
     // The order is documented as nginx's: exact, regex, longest prefix.
     let mut regex = forward("regex", &["a.test"]);
