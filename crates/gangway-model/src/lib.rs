@@ -16,8 +16,8 @@ mod validate;
 pub use file::{parse_file, FileProblem, ParsedFile};
 pub use host::{normalize_host, validate_host_pattern, HostError, MAX_HOST_LEN};
 pub use route::{
-    host_specificity, path_has_prefix, path_specificity, rank, Action, FieldMatch, HeaderOps,
-    Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
+    host_specificity, path_has_prefix, path_specificity, rank, rank_key, Action, FieldMatch,
+    HeaderOps, Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
 };
 pub use snapshot::{
     qualified_pool_name, ErrorPage, Fragment, ListenerSpec, ListenerTls, Pool, Snapshot, Source,

@@ -136,7 +136,7 @@ impl Fragment {
 
 /// The whole configuration at one moment: immutable, numbered, and tagged
 /// with its cause and a checksum of its content.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
     /// Increases by one with every snapshot built by this process.
     pub number: u64,

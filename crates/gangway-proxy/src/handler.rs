@@ -150,16 +150,12 @@ impl Proxy {
                     Served::BadPath => own_error(&table, StatusCode::BAD_REQUEST, BAD_PATH),
                 }
             }
-            CompiledAction::Respond {
-                status,
-                body,
-                content_type,
-            } => {
-                let mut response = Response::new(ResponseBody::full(body.clone()));
-                *response.status_mut() = *status;
+            CompiledAction::Respond(fixed) => {
+                let mut response = Response::new(ResponseBody::full(fixed.body.clone()));
+                *response.status_mut() = fixed.status;
                 response
                     .headers_mut()
-                    .insert(header::CONTENT_TYPE, content_type.clone());
+                    .insert(header::CONTENT_TYPE, fixed.content_type.clone());
                 response
             }
             CompiledAction::Statistics => statistics::response(&table),
@@ -170,7 +166,9 @@ impl Proxy {
                 response = page_response(status, page);
             }
         }
-        route.response_headers.apply(response.headers_mut());
+        if let Some(ops) = &route.response_headers {
+            ops.apply(response.headers_mut());
+        }
         route.counters.record(response.status().as_u16());
         response
     }
@@ -220,7 +218,9 @@ impl Proxy {
         }
         remove_hop_by_hop(&mut parts.headers);
         add_forwarding(&mut parts.headers, conn.client, &conn.client_ip, host);
-        route.request_headers.apply(&mut parts.headers);
+        if let Some(ops) = &route.request_headers {
+            ops.apply(&mut parts.headers);
+        }
         parts.uri = match Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(target.authority.clone())

@@ -39,8 +39,8 @@ struct TargetEntry<'a> {
 /// The statistics of the routes and pools in `table`.
 pub(crate) fn response(table: &RouteTable) -> Response<ResponseBody> {
     let page = Page {
-        snapshot: table.snapshot_number(),
-        checksum: format!("{:016x}", table.snapshot_checksum()),
+        snapshot: table.snapshot().number,
+        checksum: format!("{:016x}", table.snapshot().checksum),
         routes: table
             .routes()
             .iter()

@@ -68,7 +68,7 @@ impl RouteTable {
             Lookup::NoRoute => (None, Default::default()),
         };
         let mut report = Explanation {
-            snapshot: self.snapshot_number(),
+            snapshot: self.snapshot().number,
             host: host.clone(),
             route: chosen.map(|r| r.name().to_owned()),
             action: chosen.map(describe_action),
@@ -97,7 +97,10 @@ impl RouteTable {
         }
         for (i, route) in self.routes().iter().enumerate() {
             if !listed[i] {
-                let hosts: Vec<&str> = route.hosts().iter().map(|h| &**h).collect();
+                let hosts: Vec<&str> = self
+                    .model(route)
+                    .map(|m| m.matcher.hosts.iter().map(String::as_str).collect())
+                    .unwrap_or_default();
                 report.candidates.push(CandidateReport {
                     route: route.name().to_owned(),
                     priority: route.priority(),
@@ -143,7 +146,7 @@ fn describe_action(route: &CompiledRoute) -> String {
             format!("redirect {} to {location}", status.as_u16())
         }
         CompiledAction::Static(files) => format!("serve files from {}", files.root),
-        CompiledAction::Respond { status, .. } => format!("respond {}", status.as_u16()),
+        CompiledAction::Respond(fixed) => format!("respond {}", fixed.status.as_u16()),
         CompiledAction::Statistics => "statistics".into(),
     }
 }

@@ -20,13 +20,14 @@ pub use explain::{CandidateReport, Explanation, TargetReport};
 pub use pool::{PoolEntry, TargetEntry};
 pub use request::{is_websocket_upgrade, RequestInfo};
 pub use route::{
-    Captures, CompiledAction, CompiledHeaderOps, CompiledRewrite, CompiledRoute, Rejection,
+    Captures, CompiledAction, CompiledHeaderOps, CompiledRewrite, CompiledRoute, FixedResponse,
+    Rejection,
 };
-pub use stats::{Registry, RouteCounters, RouteStats, TargetCounters};
+pub use stats::{RouteCounters, RouteStats, TargetCounters};
 
-use gangway_model::{normalize_host, rank, ErrorPage, Snapshot, MAX_HOST_LEN};
+use gangway_model::{normalize_host, rank_key, ErrorPage, Snapshot, MAX_HOST_LEN};
 use rustc_hash::FxHashMap;
-use std::collections::HashSet;
+use stats::Carry;
 use std::sync::Arc;
 
 /// What a lookup found.
@@ -55,35 +56,39 @@ pub struct RouteTable {
     wildcard: FxHashMap<Box<str>, Box<[u32]>>,
     any_host: Box<[u32]>,
     pools: Vec<Arc<PoolEntry>>,
-    error_pages: Vec<ErrorPage>,
-    snapshot_number: u64,
-    snapshot_checksum: u64,
+    snapshot: Arc<Snapshot>,
 }
 
 impl RouteTable {
-    /// Compiles a snapshot. Counters come from `registry` so they survive
-    /// the swap. Routes that fail to compile (which validation prevents)
-    /// are left out and reported.
-    pub fn compile(snapshot: &Snapshot, registry: &Registry) -> (RouteTable, Vec<CompileError>) {
+    /// Compiles a snapshot. Counters are carried over from `previous` (the
+    /// table being replaced) so they survive the swap. Routes that fail to
+    /// compile (which validation prevents) are left out and reported.
+    pub fn compile(
+        snapshot: Arc<Snapshot>,
+        previous: &RouteTable,
+    ) -> (RouteTable, Vec<CompileError>) {
+        let carry = Carry::from(previous);
         let pools: Vec<Arc<PoolEntry>> = snapshot
             .pools
             .iter()
-            .map(|p| Arc::new(PoolEntry::compile(p, registry)))
+            .enumerate()
+            .map(|(pi, p)| Arc::new(PoolEntry::compile(p, |ti, t| carry.target(pi, ti, t))))
             .collect();
         let by_name: FxHashMap<&str, &Arc<PoolEntry>> =
             pools.iter().map(|p| (p.name(), p)).collect();
 
         let mut errors = Vec::new();
-        let mut routes = Vec::new();
-        let mut models = Vec::new();
-        for route in &snapshot.routes {
+        let mut routes = Vec::with_capacity(snapshot.routes.len());
+        let mut models = Vec::with_capacity(snapshot.routes.len());
+        for (index, route) in snapshot.routes.iter().enumerate() {
             let pool = match &route.action {
                 gangway_model::Action::Forward { pool } => {
                     by_name.get(pool.as_str()).map(|p| Arc::clone(p))
                 }
                 _ => None,
             };
-            match CompiledRoute::compile(route, pool, registry.route(&route.name)) {
+            let counters = carry.route(index, &route.name);
+            match CompiledRoute::compile(route, index, pool, counters) {
                 Ok(compiled) => {
                     routes.push(compiled);
                     models.push(route);
@@ -118,8 +123,11 @@ impl RouteTable {
             }
         }
         let sorted = |mut list: Vec<(u32, Option<&str>)>| -> Box<[u32]> {
-            list.sort_by(|a, b| rank((models[a.0 as usize], a.1), (models[b.0 as usize], b.1)));
-            list.dedup_by_key(|e| e.0);
+            list.sort_by_cached_key(|&(i, host)| rank_key(models[i as usize], host));
+            // A route listed under two of its patterns (a.test, *.test)
+            // stays at its better place only.
+            let mut seen = rustc_hash::FxHashSet::default();
+            list.retain(|e| seen.insert(e.0));
             list.into_iter().map(|(i, _)| i).collect()
         };
         // A wildcard suffix's list holds its own routes, those of every
@@ -156,25 +164,16 @@ impl RouteTable {
                 (Box::<str>::from(*host), sorted(list))
             })
             .collect();
+        let any_host = sorted(any_host);
+        drop(carry);
         let table = RouteTable {
             exact: compiled_exact,
             wildcard: compiled_wildcard,
-            any_host: sorted(any_host),
+            any_host,
             routes,
             pools,
-            error_pages: snapshot.error_pages.clone(),
-            snapshot_number: snapshot.number,
-            snapshot_checksum: snapshot.checksum,
+            snapshot,
         };
-
-        let route_names: HashSet<&str> = snapshot.routes.iter().map(|r| r.name.as_str()).collect();
-        let target_keys: HashSet<String> = snapshot
-            .pools
-            .iter()
-            .flat_map(|p| &p.targets)
-            .map(pool::target_key)
-            .collect();
-        registry.retain(&route_names, &target_keys);
         (table, errors)
     }
 
@@ -213,7 +212,8 @@ impl RouteTable {
 
     /// The error page for a status, if one is configured.
     pub fn error_page(&self, status: u16) -> Option<&ErrorPage> {
-        self.error_pages
+        self.snapshot
+            .error_pages
             .iter()
             .find(|p| p.statuses.iter().any(|s| s.contains(status)))
     }
@@ -228,14 +228,14 @@ impl RouteTable {
         &self.pools
     }
 
-    /// The number of the snapshot this table was compiled from.
-    pub fn snapshot_number(&self) -> u64 {
-        self.snapshot_number
+    /// The snapshot this table was compiled from.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
     }
 
-    /// The checksum of the snapshot this table was compiled from.
-    pub fn snapshot_checksum(&self) -> u64 {
-        self.snapshot_checksum
+    /// The configuration a compiled route was compiled from.
+    pub fn model(&self, route: &CompiledRoute) -> Option<&gangway_model::Route> {
+        self.snapshot.routes.get(route.model_index())
     }
 
     /// The number of distinct exact and wildcard host patterns routed.

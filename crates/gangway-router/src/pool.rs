@@ -1,6 +1,6 @@
 //! Compiled upstream pools and their targets.
 
-use crate::stats::{Registry, TargetCounters};
+use crate::stats::TargetCounters;
 use gangway_model::{Pool, Target};
 use http::uri::Authority;
 use std::net::SocketAddr;
@@ -22,11 +22,6 @@ pub struct TargetEntry {
     pub counters: Arc<TargetCounters>,
 }
 
-/// The registry key of a target: its address and where it came from.
-pub(crate) fn target_key(t: &Target) -> String {
-    format!("{}|{}", t.addr, t.origin.id)
-}
-
 /// A compiled pool with its round-robin position.
 #[derive(Debug)]
 pub struct PoolEntry {
@@ -36,11 +31,15 @@ pub struct PoolEntry {
 }
 
 impl PoolEntry {
-    pub(crate) fn compile(pool: &Pool, registry: &Registry) -> PoolEntry {
+    pub(crate) fn compile(
+        pool: &Pool,
+        mut counters: impl FnMut(usize, &Target) -> Arc<TargetCounters>,
+    ) -> PoolEntry {
         let targets = pool
             .targets
             .iter()
-            .filter_map(|t| {
+            .enumerate()
+            .filter_map(|(i, t)| {
                 // A socket address always renders as a valid authority.
                 let authority = Authority::try_from(t.addr.to_string()).ok()?;
                 Some(TargetEntry {
@@ -48,7 +47,7 @@ impl PoolEntry {
                     authority,
                     name: t.origin.name.as_str().into(),
                     id: t.origin.id.as_str().into(),
-                    counters: registry.target(&target_key(t)),
+                    counters: counters(i, t),
                 })
             })
             .collect();

@@ -20,7 +20,7 @@ pub(crate) enum PathCond {
     Any,
     Exact(Box<str>),
     Prefix(Box<str>),
-    Regex(Regex),
+    Regex(Box<Regex>),
 }
 
 /// A compiled header or query value condition.
@@ -65,6 +65,14 @@ pub struct CompiledHeaderOps {
 }
 
 impl CompiledHeaderOps {
+    /// `None` when there is nothing to do.
+    fn compile_some(ops: &HeaderOps) -> Result<Option<Box<CompiledHeaderOps>>, String> {
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        Self::compile(ops).map(|c| Some(Box::new(c)))
+    }
+
     fn compile(ops: &HeaderOps) -> Result<CompiledHeaderOps, String> {
         let pair = |(n, v): &(String, String)| -> Result<(HeaderName, HeaderValue), String> {
             let name = HeaderName::try_from(n.as_str())
@@ -98,11 +106,6 @@ impl CompiledHeaderOps {
         for (name, value) in &*self.add {
             headers.append(name.clone(), value.clone());
         }
-    }
-
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
 }
 
@@ -160,26 +163,33 @@ pub enum CompiledAction {
         location: Box<str>,
     },
     /// Serve files.
-    Static(StaticFiles),
+    Static(Box<StaticFiles>),
     /// A fixed answer.
-    Respond {
-        /// The status code.
-        status: http::StatusCode,
-        /// The body.
-        body: Bytes,
-        /// Its type.
-        content_type: HeaderValue,
-    },
+    Respond(Box<FixedResponse>),
     /// gangway's statistics as JSON.
     Statistics,
 }
 
-/// A route as the request path uses it.
+/// The answer of a `respond` route.
+#[derive(Debug)]
+pub struct FixedResponse {
+    /// The status code.
+    pub status: http::StatusCode,
+    /// The body.
+    pub body: Bytes,
+    /// Its type.
+    pub content_type: HeaderValue,
+}
+
+/// A route as the request path uses it. Kept small (the conditions inline,
+/// what only some routes use boxed): a large table is hundreds of
+/// thousands of these.
 #[derive(Debug)]
 pub struct CompiledRoute {
     name: Box<str>,
+    /// Its position in the snapshot's routes, where the model is.
+    model: u32,
     priority: i32,
-    hosts: Box<[Box<str>]>,
     ports: Box<[u16]>,
     methods: Box<[Method]>,
     websocket: bool,
@@ -189,11 +199,11 @@ pub struct CompiledRoute {
     /// What to do with a request that matched.
     pub action: CompiledAction,
     /// The path rewrite before forwarding or serving files.
-    pub rewrite: Option<CompiledRewrite>,
+    pub rewrite: Option<Box<CompiledRewrite>>,
     /// Request header changes.
-    pub request_headers: CompiledHeaderOps,
+    pub request_headers: Option<Box<CompiledHeaderOps>>,
     /// Response header changes.
-    pub response_headers: CompiledHeaderOps,
+    pub response_headers: Option<Box<CompiledHeaderOps>>,
     /// Whether backend error responses get gangway's error pages.
     pub intercept_errors: bool,
     /// Request counters, kept across snapshots.
@@ -213,6 +223,7 @@ pub struct Rejection {
 impl CompiledRoute {
     pub(crate) fn compile(
         route: &Route,
+        model: usize,
         pool: Option<Arc<PoolEntry>>,
         counters: Arc<RouteCounters>,
     ) -> Result<CompiledRoute, String> {
@@ -221,9 +232,9 @@ impl CompiledRoute {
             None => PathCond::Any,
             Some(PathMatch::Exact(p)) => PathCond::Exact(p.as_str().into()),
             Some(PathMatch::Prefix(p)) => PathCond::Prefix(p.as_str().into()),
-            Some(PathMatch::Regex(r)) => {
-                PathCond::Regex(Regex::new(r).map_err(|e| format!("path regex: {e}"))?)
-            }
+            Some(PathMatch::Regex(r)) => PathCond::Regex(Box::new(
+                Regex::new(r).map_err(|e| format!("path regex: {e}"))?,
+            )),
         };
         let field =
             |f: &FieldMatch| ValueCond::compile(&f.value).map_err(|e| format!("{}: {e}", f.name));
@@ -256,34 +267,36 @@ impl CompiledRoute {
                 status: http::StatusCode::from_u16(*status).map_err(|e| e.to_string())?,
                 location: location.as_str().into(),
             },
-            Action::Static(files) => CompiledAction::Static(files.clone()),
+            Action::Static(files) => CompiledAction::Static(Box::new(files.clone())),
             Action::Respond {
                 status,
                 body,
                 content_type,
-            } => CompiledAction::Respond {
+            } => CompiledAction::Respond(Box::new(FixedResponse {
                 status: http::StatusCode::from_u16(*status).map_err(|e| e.to_string())?,
                 body: Bytes::from(body.clone()),
                 content_type: HeaderValue::try_from(content_type.as_str())
                     .map_err(|_| format!("content type {content_type:?}"))?,
-            },
+            })),
             Action::Statistics => CompiledAction::Statistics,
         };
         let rewrite = match &route.rewrite {
             None => None,
-            Some(Rewrite::StripPrefix(p)) => Some(CompiledRewrite::StripPrefix(p.as_str().into())),
+            Some(Rewrite::StripPrefix(p)) => {
+                Some(Box::new(CompiledRewrite::StripPrefix(p.as_str().into())))
+            }
             Some(Rewrite::Regex {
                 pattern,
                 replacement,
-            }) => Some(CompiledRewrite::Regex(
+            }) => Some(Box::new(CompiledRewrite::Regex(
                 Regex::new(pattern).map_err(|e| format!("rewrite regex: {e}"))?,
                 replacement.as_str().into(),
-            )),
+            ))),
         };
         Ok(CompiledRoute {
             name: route.name.as_str().into(),
+            model: u32::try_from(model).map_err(|_| "too many routes".to_owned())?,
             priority: route.priority,
-            hosts: m.hosts.iter().map(|h| h.as_str().into()).collect(),
             ports: m.ports.iter().copied().collect(),
             methods: methods.into(),
             websocket: m.websocket,
@@ -292,8 +305,8 @@ impl CompiledRoute {
             query,
             action,
             rewrite,
-            request_headers: CompiledHeaderOps::compile(&route.request_headers)?,
-            response_headers: CompiledHeaderOps::compile(&route.response_headers)?,
+            request_headers: CompiledHeaderOps::compile_some(&route.request_headers)?,
+            response_headers: CompiledHeaderOps::compile_some(&route.response_headers)?,
             intercept_errors: route.intercept_errors,
             counters,
         })
@@ -309,9 +322,9 @@ impl CompiledRoute {
         self.priority
     }
 
-    /// The host patterns the route is registered under (empty: any).
-    pub fn hosts(&self) -> &[Box<str>] {
-        &self.hosts
+    /// The route's position in its snapshot's routes.
+    pub fn model_index(&self) -> usize {
+        self.model as usize
     }
 
     /// Checks every condition but the host, cheap ones first and regular

@@ -1,12 +1,16 @@
-//! Request counters for routes and targets. They live in a registry keyed
-//! by name (routes) or address and origin (targets), outside snapshots, so
-//! a configuration change does not reset them; compiled routes and pools
-//! hold the counters themselves, so counting is a few atomic additions.
+//! Request counters for routes and targets. Compiled routes and pools hold
+//! them, so counting is a few atomic additions; each compile carries them
+//! over from the previous table by identity (a route's name, a target's
+//! address and origin), so a configuration change does not reset them.
 
+use crate::RouteTable;
+use gangway_model::Target;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::cell::OnceCell;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 /// Responses of one route by status class.
 #[derive(Debug, Default)]
@@ -81,33 +85,57 @@ pub struct RouteStats {
     pub status_5xx: u64,
 }
 
-/// All counters, kept across snapshots.
-#[derive(Debug, Default)]
-pub struct Registry {
-    routes: Mutex<HashMap<String, Arc<RouteCounters>>>,
-    targets: Mutex<HashMap<String, Arc<TargetCounters>>>,
+/// Carries counters from the previous table into the one being compiled,
+/// so a configuration change does not reset them: by position when the
+/// route or target is where it was (the usual case: a reload changes a few
+/// routes), else by name or by address and origin. Counters of routes and
+/// targets that are gone are dropped with the previous table.
+pub(crate) struct Carry<'a> {
+    previous: &'a RouteTable,
+    routes_by_name: OnceCell<FxHashMap<&'a str, &'a Arc<RouteCounters>>>,
+    targets_by_key: OnceCell<FxHashMap<(SocketAddr, &'a str), &'a Arc<TargetCounters>>>,
 }
 
-impl Registry {
-    /// The counters of a route, created on first use. Only compiling calls
-    /// this; the lock is never taken on the request path.
-    pub fn route(&self, name: &str) -> Arc<RouteCounters> {
-        let mut map = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry(name.to_owned()).or_default())
+impl<'a> Carry<'a> {
+    pub(crate) fn from(previous: &'a RouteTable) -> Self {
+        Carry {
+            previous,
+            routes_by_name: OnceCell::new(),
+            targets_by_key: OnceCell::new(),
+        }
     }
 
-    /// The counters of a target, keyed by its address and origin id.
-    pub fn target(&self, key: &str) -> Arc<TargetCounters> {
-        let mut map = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry(key.to_owned()).or_default())
+    /// The counters of the snapshot's route number `index`, named `name`.
+    pub(crate) fn route(&self, index: usize, name: &str) -> Arc<RouteCounters> {
+        let routes = self.previous.routes();
+        if let Some(r) = routes.get(index).filter(|r| r.name() == name) {
+            return Arc::clone(&r.counters);
+        }
+        self.routes_by_name
+            .get_or_init(|| routes.iter().map(|r| (r.name(), &r.counters)).collect())
+            .get(name)
+            .map_or_else(Arc::default, |c| Arc::clone(c))
     }
 
-    /// Forgets counters of routes and targets that no longer exist.
-    pub fn retain(&self, routes: &HashSet<&str>, targets: &HashSet<String>) {
-        let mut map = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|name, _| routes.contains(name.as_str()));
-        drop(map);
-        let mut map = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|key, _| targets.contains(key));
+    /// The counters of target `target` of the snapshot's pool `pool`.
+    pub(crate) fn target(&self, pool: usize, target: usize, t: &Target) -> Arc<TargetCounters> {
+        let pools = self.previous.pools();
+        let same_place = pools
+            .get(pool)
+            .and_then(|p| p.targets().get(target))
+            .filter(|e| e.addr == t.addr && *e.id == *t.origin.id);
+        if let Some(e) = same_place {
+            return Arc::clone(&e.counters);
+        }
+        self.targets_by_key
+            .get_or_init(|| {
+                pools
+                    .iter()
+                    .flat_map(|p| p.targets())
+                    .map(|e| ((e.addr, &*e.id), &e.counters))
+                    .collect()
+            })
+            .get(&(t.addr, t.origin.id.as_str()))
+            .map_or_else(Arc::default, |c| Arc::clone(c))
     }
 }

@@ -6,6 +6,7 @@ use gangway_model::{
     ValueMatch,
 };
 use http::{HeaderMap, Method};
+use std::sync::Arc;
 
 fn pool(name: &str, addrs: &[&str]) -> Pool {
     Pool {
@@ -37,8 +38,8 @@ fn table(routes: Vec<Route>) -> RouteTable {
         listeners: Vec::new(),
     };
     let (table, errors) = RouteTable::compile(
-        &Snapshot::build(7, "test", &[fragment]),
-        &Registry::default(),
+        Arc::new(Snapshot::build(7, "test", &[fragment])),
+        &RouteTable::default(),
     );
     assert!(errors.is_empty(), "{errors:?}");
     table
@@ -294,7 +295,11 @@ fn priority_then_specificity_then_conditions_then_name() {
     );
     let mut head = req("a.test", "/");
     head.method = Method::HEAD;
-    assert_eq!(chosen(&t, &head).as_deref(), Some("zz-method"), "GET allows HEAD");
+    assert_eq!(
+        chosen(&t, &head).as_deref(),
+        Some("zz-method"),
+        "GET allows HEAD"
+    );
     let mut post = req("a.test", "/");
     post.method = Method::POST;
     assert_eq!(chosen(&t, &post).as_deref(), Some("aa-plain"));
@@ -388,7 +393,7 @@ fn round_robin_is_exactly_even() {
     for n in [2usize, 3] {
         let addrs: Vec<String> = (1..=n).map(|i| format!("10.0.0.{i}:80")).collect();
         let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-        let entry = PoolEntry::compile(&pool("rr", &refs), &Registry::default());
+        let entry = PoolEntry::compile(&pool("rr", &refs), |_, _| Arc::default());
         let mut counts = vec![0usize; n];
         for _ in 0..(n * 100) {
             let target = entry.pick().unwrap();
@@ -401,7 +406,7 @@ fn round_robin_is_exactly_even() {
         assert!(counts.iter().all(|c| *c == 100), "{counts:?}");
     }
     assert!(
-        PoolEntry::compile(&pool("empty", &[]), &Registry::default())
+        PoolEntry::compile(&pool("empty", &[]), |_, _| Arc::default())
             .pick()
             .is_none()
     );
@@ -409,7 +414,6 @@ fn round_robin_is_exactly_even() {
 
 #[test]
 fn counters_survive_a_recompile_and_vanish_with_their_route() {
-    let registry = Registry::default();
     let fragment = |routes| Fragment {
         source: Source::File,
         routes,
@@ -417,13 +421,38 @@ fn counters_survive_a_recompile_and_vanish_with_their_route() {
         error_pages: Vec::new(),
         listeners: Vec::new(),
     };
-    let snap = Snapshot::build(1, "t", &[fragment(vec![forward("a", &["a.test"])])]);
-    let (t1, _) = RouteTable::compile(&snap, &registry);
+    let snap = Arc::new(Snapshot::build(
+        1,
+        "t",
+        &[fragment(vec![forward("a", &["a.test"])])],
+    ));
+    let (t1, _) = RouteTable::compile(Arc::clone(&snap), &RouteTable::default());
     t1.routes()[0].counters.record(200);
-    let (t2, _) = RouteTable::compile(&snap, &registry);
+    t1.pools()[0].targets()[0].counters.sent();
+    let (t2, _) = RouteTable::compile(Arc::clone(&snap), &t1);
     assert_eq!(t2.routes()[0].counters.snapshot().requests, 1);
-    let other = Snapshot::build(2, "t", &[fragment(vec![forward("b", &["a.test"])])]);
-    let _ = RouteTable::compile(&other, &registry);
-    let (t4, _) = RouteTable::compile(&snap, &registry);
-    assert_eq!(t4.routes()[0].counters.snapshot().requests, 0);
+    assert_eq!(t2.pools()[0].targets()[0].counters.totals(), (1, 0));
+
+    // Moved to another position: found by name.
+    let moved = Arc::new(Snapshot::build(
+        2,
+        "t",
+        &[fragment(vec![
+            forward("b", &["b.test"]),
+            forward("a", &["a.test"]),
+        ])],
+    ));
+    let (t3, _) = RouteTable::compile(moved, &t2);
+    let a = t3.routes().iter().find(|r| r.name() == "file/a").unwrap();
+    assert_eq!(a.counters.snapshot().requests, 1);
+
+    // Gone, then back: counted from zero.
+    let other = Arc::new(Snapshot::build(
+        3,
+        "t",
+        &[fragment(vec![forward("b", &["a.test"])])],
+    ));
+    let (t4, _) = RouteTable::compile(other, &t3);
+    let (t5, _) = RouteTable::compile(snap, &t4);
+    assert_eq!(t5.routes()[0].counters.snapshot().requests, 0);
 }

@@ -5,7 +5,7 @@
 use arc_swap::ArcSwap;
 use gangway_docker::{Publish, Update, UpdateKind};
 use gangway_model::{Fragment, Snapshot, Source};
-use gangway_router::{Registry, RouteTable};
+use gangway_router::RouteTable;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -14,7 +14,6 @@ use std::time::SystemTime;
 pub struct Routes {
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
-    registry: Registry,
     state: Mutex<State>,
 }
 
@@ -40,7 +39,6 @@ impl Routes {
         Arc::new(Routes {
             table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
             ready,
-            registry: Registry::default(),
             state: Mutex::new(State::default()),
         })
     }
@@ -60,8 +58,14 @@ impl Routes {
         // matters for listing, never for matching (see gangway_model::rank).
         state.fragments.sort_by_key(|f| f.source != Source::File);
         state.number += 1;
-        let snapshot = Snapshot::build(state.number, change.cause, &state.fragments);
-        let (compiled, errors) = RouteTable::compile(&snapshot, &self.registry);
+        let snapshot = Arc::new(Snapshot::build(
+            state.number,
+            change.cause,
+            &state.fragments,
+        ));
+        let previous = self.table.load();
+        let (compiled, errors) = RouteTable::compile(Arc::clone(&snapshot), &previous);
+        drop(previous);
         for error in errors {
             tracing::error!(route = %error.route, reason = %error.reason, "route left out of the routing table");
         }
