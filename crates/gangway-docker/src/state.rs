@@ -258,6 +258,7 @@ impl Backends {
             fragment.pools.push(Pool {
                 name,
                 targets: unit.targets,
+                failover: Default::default(),
             });
         }
         (fragment, conflicts)

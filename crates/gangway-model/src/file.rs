@@ -5,6 +5,7 @@
 //! `[[pools]]` (with their targets) and `[[error_pages]]`; `docs/config.md`
 //! documents every key.
 
+use crate::failover::{parse_duration, Failover, Retry};
 use crate::route::{
     Action, FieldMatch, HeaderOps, Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
 };
@@ -108,10 +109,28 @@ pub fn parse_file(
                 )),
             }
         }
+        let failover = match pool
+            .failover
+            .as_ref()
+            .map(FailoverSpec::to_model)
+            .transpose()
+        {
+            Ok(f) => f.unwrap_or_default(),
+            Err(message) => {
+                out.problems.push(problem(
+                    text,
+                    &span,
+                    Severity::Error,
+                    format!("pool {:?}: {message}", pool.name),
+                ));
+                Failover::default()
+            }
+        };
         spans.insert(format!("pool {:?}", pool.name), span);
         out.fragment.pools.push(Pool {
             name: pool.name.clone(),
             targets,
+            failover,
         });
     }
 
@@ -403,6 +422,46 @@ struct PoolSpec {
     name: String,
     #[serde(default)]
     targets: Vec<Spanned<String>>,
+    failover: Option<FailoverSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailoverSpec {
+    failures: Option<u32>,
+    cooldown: Option<String>,
+    max_cooldown: Option<String>,
+    attempts: Option<u32>,
+    retry: Option<String>,
+    replay_limit: Option<u64>,
+}
+
+impl FailoverSpec {
+    fn to_model(&self) -> Result<Failover, String> {
+        let d = Failover::default();
+        let duration = |key: &str, v: &Option<String>, default| match v {
+            None => Ok(default),
+            Some(text) => parse_duration(text).map_err(|e| format!("failover.{key}: {e}")),
+        };
+        Ok(Failover {
+            max_failures: self.failures.unwrap_or(d.max_failures),
+            cooldown: duration("cooldown", &self.cooldown, d.cooldown)?,
+            max_cooldown: duration("max_cooldown", &self.max_cooldown, d.max_cooldown)?,
+            max_attempts: self.attempts.unwrap_or(d.max_attempts),
+            retry: match self.retry.as_deref() {
+                None => d.retry,
+                Some("idempotent") => Retry::Idempotent,
+                Some("always") => Retry::Always,
+                Some("unsent") => Retry::Unsent,
+                Some(other) => {
+                    return Err(format!(
+                        "failover.retry {other:?} is not known; use \"idempotent\", \"always\" or \"unsent\""
+                    ))
+                }
+            },
+            replay_limit: self.replay_limit.unwrap_or(d.replay_limit),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]

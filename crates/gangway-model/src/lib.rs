@@ -7,12 +7,14 @@
 //! numbered snapshot that the data plane compiles. Nothing here does I/O.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod failover;
 mod file;
 mod host;
 mod route;
 mod snapshot;
 mod validate;
 
+pub use failover::{parse_duration, Failover, Retry};
 pub use file::{parse_file, FileProblem, ParsedFile};
 pub use host::{normalize_host, validate_host_pattern, HostError, MAX_HOST_LEN};
 pub use route::{

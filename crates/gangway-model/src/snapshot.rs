@@ -1,6 +1,7 @@
 //! Routes, pools and targets, and the immutable snapshot built from the
 //! fragments that providers produce.
 
+use crate::failover::Failover;
 use crate::route::{Action, Route};
 use serde::Serialize;
 use std::fmt;
@@ -51,6 +52,8 @@ pub struct Pool {
     pub name: String,
     /// The targets; may be empty when every backend is stopped or paused.
     pub targets: Vec<Target>,
+    /// What happens when targets fail.
+    pub failover: Failover,
 }
 
 /// An extra port to serve, declared in the configuration file (the ports
@@ -173,7 +176,7 @@ impl Snapshot {
             }));
             pools.extend(fragment.pools.iter().map(|p| Pool {
                 name: format!("{source}/{}", p.name),
-                targets: p.targets.clone(),
+                ..p.clone()
             }));
             error_pages.extend(fragment.error_pages.iter().cloned());
         }
@@ -246,6 +249,7 @@ mod tests {
                         id: "abc".into(),
                     },
                 }],
+                failover: Failover::default(),
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

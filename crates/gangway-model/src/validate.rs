@@ -59,6 +59,19 @@ pub fn validate(fragment: &Fragment) -> Vec<Problem> {
         if !pool_names.insert(pool.name.as_str()) {
             problems.push(error(&subject, "two pools have this name; rename one"));
         }
+        let f = &pool.failover;
+        if f.max_failures == 0 {
+            problems.push(error(&subject, "failover.failures must be at least 1"));
+        }
+        if f.max_attempts == 0 {
+            problems.push(error(&subject, "failover.attempts must be at least 1"));
+        }
+        if f.cooldown > f.max_cooldown {
+            problems.push(error(
+                &subject,
+                "failover.cooldown is longer than failover.max_cooldown; raise max_cooldown",
+            ));
+        }
     }
 
     let mut route_names = HashSet::new();
@@ -408,6 +421,7 @@ mod tests {
             pools: vec![Pool {
                 name: "web".into(),
                 targets: Vec::new(),
+                failover: Default::default(),
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

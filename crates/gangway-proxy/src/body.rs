@@ -203,3 +203,49 @@ impl AccessRecord {
         );
     }
 }
+
+/// A request body on its way to a backend: streamed as it arrives, or kept
+/// in memory (small ones) so that a failed attempt can be sent again.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Streamed from the client; can be sent once.
+    Stream(Incoming),
+    /// Kept; each attempt sends a copy (a cheap reference-counted one).
+    Replay(Option<Bytes>),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut *self {
+            RequestBody::Stream(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Replay(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Stream(body) => body.is_end_stream(),
+            RequestBody::Replay(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Stream(body) => body.size_hint(),
+            RequestBody::Replay(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}

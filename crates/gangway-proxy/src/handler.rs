@@ -2,19 +2,24 @@
 //! forward (pick a target, rewrite path and headers, stream the answer
 //! back), redirect, serve files, or answer directly.
 
+use crate::body::RequestBody;
 use crate::body::{AccessRecord, ResponseBody};
 use crate::headers::{add_forwarding, remove_hop_by_hop, ClientInfo};
 use crate::static_files::{self, Served};
 use crate::statistics;
 use arc_swap::ArcSwap;
-use gangway_model::{normalize_host, ErrorPage, MAX_HOST_LEN};
+use bytes::Bytes;
+use gangway_model::{normalize_host, ErrorPage, Retry, MAX_HOST_LEN};
 use gangway_router::{
-    is_websocket_upgrade, Captures, CompiledAction, CompiledRoute, Lookup, PoolEntry, RequestInfo,
-    RouteTable,
+    is_websocket_upgrade, now_ms, Captures, CompiledAction, CompiledRoute, FailureKind, Lookup,
+    PoolEntry, RequestInfo, RouteTable, Verdict,
 };
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
+use http::Method;
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -50,7 +55,7 @@ impl Connection {
 #[derive(Debug)]
 pub struct Proxy {
     routes: Arc<ArcSwap<RouteTable>>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, RequestBody>,
 }
 
 impl Proxy {
@@ -181,13 +186,10 @@ impl Proxy {
         (table, route, pool): (&RouteTable, &CompiledRoute, &Arc<PoolEntry>),
         record: &mut Option<AccessRecord>,
     ) -> Response<ResponseBody> {
-        let Some(index) = pool.pick_index() else {
+        if pool.targets().is_empty() {
             tracing::debug!(target: "routing", route = route.name(), pool = pool.name(), "pool has no target");
             return own_error(table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
-        };
-        let target = &pool.targets()[index];
-        tracing::debug!(target: "routing", pool = pool.name(), upstream = %target.addr, container = &*target.name, "target chosen");
-
+        }
         let (mut parts, body) = req.into_parts();
         let path = match route
             .rewrite
@@ -206,9 +208,7 @@ impl Proxy {
                 }
                 match PathAndQuery::try_from(rewritten) {
                     Ok(p) => p,
-                    Err(_) => {
-                        return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET);
-                    }
+                    Err(_) => return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET),
                 }
             }
         };
@@ -221,45 +221,144 @@ impl Proxy {
         if let Some(ops) = &route.request_headers {
             ops.apply(&mut parts.headers);
         }
-        parts.uri = match Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(target.authority.clone())
-            .path_and_query(path)
-            .build()
-        {
-            Ok(uri) => uri,
-            Err(_) => return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET),
-        };
-        parts.version = Version::HTTP_11;
-        if let Some(record) = record {
-            record.upstream = Some((Arc::clone(pool), index));
-        }
 
-        target.counters.sent();
-        match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, ResponseBody::upstream(body))
-            }
+        let policy = pool.failover();
+        let (replay, mut stream) = match replayable(body, &parts.headers, policy.replay_limit).await
+        {
+            Ok(Kept::Replay(bytes)) => (Some(bytes), None),
+            Ok(Kept::Stream(body)) => (None, Some(body)),
             Err(error) => {
-                target.counters.failed();
+                tracing::debug!(%error, "request body could not be read");
+                return own_error(table, StatusCode::BAD_REQUEST, BAD_BODY);
+            }
+        };
+        let may_resend = match policy.retry {
+            Retry::Always => true,
+            Retry::Idempotent => is_idempotent(&parts.method),
+            Retry::Unsent => false,
+        };
+        let max_attempts = (policy.max_attempts as usize).min(pool.targets().len());
+        let mut tried: Vec<usize> = Vec::new();
+
+        while let Some(chosen) = pool.select(&tried, now_ms()) {
+            tried.push(chosen.index);
+            let target = &pool.targets()[chosen.index];
+            let body = match (&replay, stream.take()) {
+                (Some(bytes), _) => RequestBody::Replay(Some(bytes.clone())),
+                (None, Some(body)) => RequestBody::Stream(body),
+                // A streamed body is gone after one attempt.
+                (None, None) => break,
+            };
+            let uri = Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(target.authority.clone())
+                .path_and_query(path.clone())
+                .build();
+            let Ok(uri) = uri else {
+                return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET);
+            };
+            let mut request = Request::new(body);
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri;
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = if replay.is_some() && tried.len() < max_attempts {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            tracing::debug!(target: "routing", pool = pool.name(), upstream = %target.addr, container = &*target.name, attempt = tried.len(), trial = chosen.trial, panic = chosen.panic, "target chosen");
+            if let Some(record) = record {
+                record.upstream = Some((Arc::clone(pool), chosen.index));
+            }
+
+            target.state.started();
+            let result = self.client.request(request).await;
+            target.state.finished();
+            let error = match result {
+                Ok(response) => {
+                    if target.state.succeeded() {
+                        tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
+                    }
+                    let (mut parts, body) = response.into_parts();
+                    remove_hop_by_hop(&mut parts.headers);
+                    return Response::from_parts(parts, ResponseBody::upstream(body));
+                }
+                Err(error) => error,
+            };
+            let kind = if error.is_connect() {
+                FailureKind::Connect
+            } else {
+                FailureKind::Reset
+            };
+            let verdict = target.state.failed(kind, policy, now_ms());
+            tracing::warn!(
+                pool = pool.name(),
+                upstream = %target.addr,
+                container = &*target.name,
+                attempt = tried.len(),
+                kind = ?kind,
+                error = %error_chain(&error),
+                "upstream request failed"
+            );
+            if let Verdict::Ejected(cooldown) = verdict {
                 tracing::warn!(
+                    pool = pool.name(),
                     upstream = %target.addr,
                     container = &*target.name,
-                    error = %error_chain(&error),
-                    "upstream request failed"
+                    cooldown_s = cooldown.as_secs_f64(),
+                    "target ejected"
                 );
-                own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY)
+            }
+            // Bytes that never left cannot have done anything: always safe
+            // to send elsewhere. Otherwise the pool's retry policy decides.
+            let reached_backend = kind != FailureKind::Connect;
+            if tried.len() >= max_attempts || (reached_backend && !may_resend) {
+                break;
             }
         }
+        own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY)
     }
+}
+
+/// A request body, read into memory when small enough to be sent again.
+enum Kept {
+    Replay(Bytes),
+    Stream(Incoming),
+}
+
+/// Keeps bodies that are empty or whose declared length is at most
+/// `limit`; longer or unknown-length ones stream.
+async fn replayable(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limit: u64,
+) -> Result<Kept, hyper::Error> {
+    if body.is_end_stream() {
+        return Ok(Kept::Replay(Bytes::new()));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len <= limit => Ok(Kept::Replay(body.collect().await?.to_bytes())),
+        _ => Ok(Kept::Stream(body)),
+    }
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 const NOT_FOUND: &str = "no service is configured for this host\n";
 const UNAVAILABLE: &str = "no backend is available for this host right now\n";
 const BAD_GATEWAY: &str = "the backend for this host did not answer\n";
 const BAD_TARGET: &str = "the request target is invalid\n";
+const BAD_BODY: &str = "the request body could not be read\n";
 const FILE_NOT_FOUND: &str = "no such file\n";
 const BAD_PATH: &str = "the path is not valid\n";
 

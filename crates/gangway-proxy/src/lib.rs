@@ -17,6 +17,7 @@ pub mod tls;
 pub use body::{BodyError, ResponseBody};
 pub use handler::{Connection, Proxy};
 pub use server::{serve, Listener};
+pub use statistics::statistics_json;
 
 #[doc(no_inline)]
 pub use gangway_router::RouteTable;

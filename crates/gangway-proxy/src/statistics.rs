@@ -1,8 +1,9 @@
-//! The statistics page (seed 002's panel): every route's and every
-//! target's counters as JSON.
+//! The statistics page (seed 002's panel): every route's counters and
+//! every target's counters and health, as JSON; also served by the admin
+//! API at `/api/v1/stats`.
 
 use crate::body::ResponseBody;
-use gangway_router::{RouteStats, RouteTable};
+use gangway_router::{now_ms, RouteStats, RouteTable, TargetHealthReport};
 use http::header::{self, HeaderValue};
 use http::Response;
 use serde::Serialize;
@@ -25,6 +26,8 @@ struct RouteEntry<'a> {
 #[derive(Serialize)]
 struct PoolEntry<'a> {
     name: &'a str,
+    /// Every target was ejected at the last selection.
+    panic: bool,
     targets: Vec<TargetEntry<'a>>,
 }
 
@@ -32,12 +35,13 @@ struct PoolEntry<'a> {
 struct TargetEntry<'a> {
     addr: String,
     name: &'a str,
-    requests: u64,
-    failures: u64,
+    #[serde(flatten)]
+    health: TargetHealthReport,
 }
 
-/// The statistics of the routes and pools in `table`.
-pub(crate) fn response(table: &RouteTable) -> Response<ResponseBody> {
+/// The statistics of the routes and pools in `table`, as JSON.
+pub fn statistics_json(table: &RouteTable) -> Vec<u8> {
+    let now = now_ms();
     let page = Page {
         snapshot: table.snapshot().number,
         checksum: format!("{:016x}", table.snapshot().checksum),
@@ -54,23 +58,25 @@ pub(crate) fn response(table: &RouteTable) -> Response<ResponseBody> {
             .iter()
             .map(|p| PoolEntry {
                 name: p.name(),
+                panic: p.in_panic(),
                 targets: p
                     .targets()
                     .iter()
-                    .map(|t| {
-                        let (requests, failures) = t.counters.totals();
-                        TargetEntry {
-                            addr: t.addr.to_string(),
-                            name: &t.name,
-                            requests,
-                            failures,
-                        }
+                    .map(|t| TargetEntry {
+                        addr: t.addr.to_string(),
+                        name: &t.name,
+                        health: t.state.report(now),
                     })
                     .collect(),
             })
             .collect(),
     };
-    let body = serde_json::to_vec_pretty(&page).unwrap_or_default();
+    serde_json::to_vec_pretty(&page).unwrap_or_default()
+}
+
+/// The statistics page as a response.
+pub(crate) fn response(table: &RouteTable) -> Response<ResponseBody> {
+    let body = statistics_json(table);
     let mut response = Response::new(ResponseBody::full(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -127,6 +127,7 @@ fn target(n: usize, port: u16) -> Target {
 
 fn pool(name: String, n: usize) -> Pool {
     Pool {
+        failover: Default::default(),
         name,
         targets: vec![target(n, 8080), target(n, 8081)],
     }

@@ -15,15 +15,17 @@ mod pool;
 mod request;
 mod route;
 mod stats;
+mod target;
 
 pub use explain::{CandidateReport, Explanation, TargetReport};
-pub use pool::{PoolEntry, TargetEntry};
+pub use pool::{PoolEntry, Selection, TargetEntry};
 pub use request::{is_websocket_upgrade, RequestInfo};
 pub use route::{
     Captures, CompiledAction, CompiledHeaderOps, CompiledRewrite, CompiledRoute, FixedResponse,
     Rejection,
 };
-pub use stats::{RouteCounters, RouteStats, TargetCounters};
+pub use stats::{RouteCounters, RouteStats};
+pub use target::{now_ms, Admission, FailureKind, TargetHealthReport, TargetState, Verdict};
 
 use gangway_model::{normalize_host, rank_key, ErrorPage, Snapshot, MAX_HOST_LEN};
 use rustc_hash::FxHashMap;

@@ -1,10 +1,10 @@
 //! Compiled upstream pools and their targets.
 
-use crate::stats::TargetCounters;
-use gangway_model::{Pool, Target};
+use crate::target::{Admission, TargetState};
+use gangway_model::{Failover, Pool, Target};
 use http::uri::Authority;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A target as the request path needs it.
@@ -18,8 +18,8 @@ pub struct TargetEntry {
     pub name: Box<str>,
     /// The container (or other origin) id, for logs.
     pub id: Box<str>,
-    /// Requests and failures, kept across snapshots.
-    pub counters: Arc<TargetCounters>,
+    /// Counts and health, kept across snapshots.
+    pub state: Arc<TargetState>,
 }
 
 /// A compiled pool with its round-robin position.
@@ -28,12 +28,26 @@ pub struct PoolEntry {
     name: Box<str>,
     targets: Box<[TargetEntry]>,
     next: AtomicUsize,
+    failover: Failover,
+    /// Whether the last selection found every target ejected.
+    panic: AtomicBool,
+}
+
+/// The target chosen for one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    /// Its index in [`PoolEntry::targets`].
+    pub index: usize,
+    /// Its cooldown is over and this request tests it.
+    pub trial: bool,
+    /// Every target was ejected: this one is tried anyway.
+    pub panic: bool,
 }
 
 impl PoolEntry {
     pub(crate) fn compile(
         pool: &Pool,
-        mut counters: impl FnMut(usize, &Target) -> Arc<TargetCounters>,
+        mut state: impl FnMut(usize, &Target) -> Arc<TargetState>,
     ) -> PoolEntry {
         let targets = pool
             .targets
@@ -47,7 +61,7 @@ impl PoolEntry {
                     authority,
                     name: t.origin.name.as_str().into(),
                     id: t.origin.id.as_str().into(),
-                    counters: counters(i, t),
+                    state: state(i, t),
                 })
             })
             .collect();
@@ -55,6 +69,69 @@ impl PoolEntry {
             name: pool.name.as_str().into(),
             targets,
             next: AtomicUsize::new(0),
+            failover: pool.failover.clone(),
+            panic: AtomicBool::new(false),
+        }
+    }
+
+    /// The pool's failover settings.
+    pub fn failover(&self) -> &Failover {
+        &self.failover
+    }
+
+    /// Whether the last selection found every target ejected.
+    pub fn in_panic(&self) -> bool {
+        self.panic.load(Ordering::Relaxed)
+    }
+
+    /// Chooses the target for an attempt: the next in round-robin order
+    /// that is in service (or due for its trial) and not in `tried`. When
+    /// every target of the pool is ejected, seed 002's last resort: try
+    /// them anyway, in round-robin order ("panic"). `None` when the targets
+    /// in service have all been tried.
+    pub fn select(&self, tried: &[usize], now: u64) -> Option<Selection> {
+        let n = self.targets.len();
+        if n == 0 || tried.len() >= n {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut fallback = None;
+        for step in 0..n {
+            let index = start.wrapping_add(step) % n;
+            if tried.contains(&index) {
+                continue;
+            }
+            match self.targets[index].state.admit(now) {
+                Admission::Open => return Some(self.chosen(index, false)),
+                Admission::Trial => return Some(self.chosen(index, true)),
+                Admission::Closed => {
+                    fallback.get_or_insert(index);
+                }
+            }
+        }
+        let all_ejected = self.targets.iter().all(|t| t.state.is_ejected(now));
+        if !all_ejected {
+            return None;
+        }
+        let index = fallback?;
+        if !self.panic.swap(true, Ordering::Relaxed) {
+            tracing::warn!(pool = %self.name, targets = n, "pool in panic: every target is ejected; trying them anyway");
+        }
+        Some(Selection {
+            index,
+            trial: false,
+            panic: true,
+        })
+    }
+
+    fn chosen(&self, index: usize, trial: bool) -> Selection {
+        if self.panic.swap(false, Ordering::Relaxed) {
+            tracing::info!(pool = %self.name, "pool out of panic: a target is in service again");
+        }
+        Selection {
+            index,
+            trial,
+            panic: false,
         }
     }
 

@@ -1,8 +1,10 @@
-//! Request counters for routes and targets. Compiled routes and pools hold
+//! Request counters for routes, and carrying them and the targets' state
+//! over from one table to the next. Compiled routes and pools hold
 //! them, so counting is a few atomic additions; each compile carries them
 //! over from the previous table by identity (a route's name, a target's
 //! address and origin), so a configuration change does not reset them.
 
+use crate::target::TargetState;
 use crate::RouteTable;
 use gangway_model::Target;
 use rustc_hash::FxHashMap;
@@ -41,33 +43,6 @@ impl RouteCounters {
     }
 }
 
-/// Requests sent to one target and how many failed.
-#[derive(Debug, Default)]
-pub struct TargetCounters {
-    requests: AtomicU64,
-    failures: AtomicU64,
-}
-
-impl TargetCounters {
-    /// Counts one request sent.
-    pub fn sent(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts one request that got no response.
-    pub fn failed(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests sent and failures so far.
-    pub fn totals(&self) -> (u64, u64) {
-        (
-            self.requests.load(Ordering::Relaxed),
-            self.failures.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// A route's counters at one moment.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteStats {
@@ -93,7 +68,7 @@ pub struct RouteStats {
 pub(crate) struct Carry<'a> {
     previous: &'a RouteTable,
     routes_by_name: OnceCell<FxHashMap<&'a str, &'a Arc<RouteCounters>>>,
-    targets_by_key: OnceCell<FxHashMap<(SocketAddr, &'a str), &'a Arc<TargetCounters>>>,
+    targets_by_key: OnceCell<FxHashMap<(SocketAddr, &'a str), &'a Arc<TargetState>>>,
 }
 
 impl<'a> Carry<'a> {
@@ -118,21 +93,21 @@ impl<'a> Carry<'a> {
     }
 
     /// The counters of target `target` of the snapshot's pool `pool`.
-    pub(crate) fn target(&self, pool: usize, target: usize, t: &Target) -> Arc<TargetCounters> {
+    pub(crate) fn target(&self, pool: usize, target: usize, t: &Target) -> Arc<TargetState> {
         let pools = self.previous.pools();
         let same_place = pools
             .get(pool)
             .and_then(|p| p.targets().get(target))
             .filter(|e| e.addr == t.addr && *e.id == *t.origin.id);
         if let Some(e) = same_place {
-            return Arc::clone(&e.counters);
+            return Arc::clone(&e.state);
         }
         self.targets_by_key
             .get_or_init(|| {
                 pools
                     .iter()
                     .flat_map(|p| p.targets())
-                    .map(|e| ((e.addr, &*e.id), &e.counters))
+                    .map(|e| ((e.addr, &*e.id), &e.state))
                     .collect()
             })
             .get(&(t.addr, t.origin.id.as_str()))

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 fn pool(name: &str, addrs: &[&str]) -> Pool {
     Pool {
+        failover: Default::default(),
         name: name.into(),
         targets: addrs
             .iter()
@@ -428,10 +429,10 @@ fn counters_survive_a_recompile_and_vanish_with_their_route() {
     ));
     let (t1, _) = RouteTable::compile(Arc::clone(&snap), &RouteTable::default());
     t1.routes()[0].counters.record(200);
-    t1.pools()[0].targets()[0].counters.sent();
+    t1.pools()[0].targets()[0].state.started();
     let (t2, _) = RouteTable::compile(Arc::clone(&snap), &t1);
     assert_eq!(t2.routes()[0].counters.snapshot().requests, 1);
-    assert_eq!(t2.pools()[0].targets()[0].counters.totals(), (1, 0));
+    assert_eq!(t2.pools()[0].targets()[0].state.report(0).requests, 1);
 
     // Moved to another position: found by name.
     let moved = Arc::new(Snapshot::build(
@@ -455,4 +456,58 @@ fn counters_survive_a_recompile_and_vanish_with_their_route() {
     let (t4, _) = RouteTable::compile(other, &t3);
     let (t5, _) = RouteTable::compile(snap, &t4);
     assert_eq!(t5.routes()[0].counters.snapshot().requests, 0);
+}
+
+#[test]
+fn selection_skips_ejected_and_tried_targets_and_panics_when_all_are_ejected() {
+    let mut p = pool("p", &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+    p.failover.max_failures = 1;
+    let entry = PoolEntry::compile(&p, |_, _| Arc::default());
+    let policy = entry.failover().clone();
+    let now = 1_000;
+    // Everything healthy: even round robin.
+    let mut counts = [0; 3];
+    for _ in 0..30 {
+        counts[entry.select(&[], now).unwrap().index] += 1;
+    }
+    assert_eq!(counts, [10, 10, 10]);
+
+    // Target 1 ejected: never chosen; the others share its load.
+    entry.targets()[1]
+        .state
+        .failed(FailureKind::Connect, &policy, now);
+    let mut counts = [0; 3];
+    for _ in 0..30 {
+        let s = entry.select(&[], now).unwrap();
+        assert!(!s.panic && !s.trial);
+        counts[s.index] += 1;
+    }
+    assert_eq!(counts[1], 0, "{counts:?}");
+    assert_eq!(counts[0] + counts[2], 30);
+
+    // A request that already tried 0 and 2 has nothing left in service.
+    assert_eq!(entry.select(&[0, 2], now), None);
+
+    // All ejected: panic, every untried target is tried anyway.
+    for i in [0, 2] {
+        entry.targets()[i]
+            .state
+            .failed(FailureKind::Connect, &policy, now);
+    }
+    let s = entry.select(&[], now).unwrap();
+    assert!(s.panic);
+    assert!(entry.in_panic());
+    let mut tried = vec![s.index];
+    while let Some(s) = entry.select(&tried, now) {
+        tried.push(s.index);
+    }
+    tried.sort_unstable();
+    assert_eq!(tried, [0, 1, 2]);
+
+    // After the cooldown, one trial; its success ends the panic.
+    let later = now + 90_001;
+    let s = entry.select(&[], later).unwrap();
+    assert!(s.trial && !s.panic);
+    assert!(!entry.in_panic());
+    assert!(entry.targets()[s.index].state.succeeded());
 }

@@ -51,6 +51,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
 fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/api/v1/explain" => return explain(req, state),
+        "/api/v1/stats" => {
+            let body = gangway_proxy::statistics_json(&state.table.load());
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return response;
+        }
         "/api/v1/docker/containers" => {
             return json(StatusCode::OK, "application/json", &state.docker.report())
         }

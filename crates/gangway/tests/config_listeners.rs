@@ -7,8 +7,7 @@
 mod common;
 
 use common::*;
-use gangway_testkit::{curl, free_port, make_cert, wait_until, Gangway, TempDir};
-use std::path::Path;
+use gangway_testkit::{curl, free_port, make_cert, wait_until, TempDir};
 
 /// Routes that tell which listener a request came in on.
 fn config(listeners: &str, port: u16) -> String {
@@ -26,23 +25,8 @@ respond = {{ body = "main\n" }}
     )
 }
 
-fn write(path: &Path, text: &str) {
-    // Written beside and renamed over, as editors and config tools do.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 fn body(port: u16) -> String {
     curl([format!("http://127.0.0.1:{port}/")]).body
-}
-
-fn start_with(file: &Path) -> Gangway {
-    start(
-        gangway_testkit::GangwayBuilder::new(GANGWAY)
-            .network("gwtest-no-such-network")
-            .env("GANGWAY_CONFIG", file.to_string_lossy()),
-    )
 }
 
 #[test]
@@ -50,7 +34,7 @@ fn listeners_start_move_switch_to_https_and_close() {
     let dir = TempDir::new();
     let file = dir.join("gangway.toml");
     let alt = free_port();
-    write(
+    write_atomic(
         &file,
         &config(
             &format!("[[listeners]]\nname = \"alt\"\nport = {alt}\n"),
@@ -67,7 +51,7 @@ fn listeners_start_move_switch_to_https_and_close() {
     // Moved to another port, over HTTPS.
     let (cert, key) = make_cert(dir.path(), "alt.test");
     let secure = free_port();
-    write(
+    write_atomic(
         &file,
         &config(
             &format!(
@@ -100,7 +84,7 @@ fn listeners_start_move_switch_to_https_and_close() {
         .is_some());
 
     // Removed from the file: closed.
-    write(&file, &config("", secure));
+    write_atomic(&file, &config("", secure));
     assert!(
         wait_until(WAIT, || https().exit_code == 7),
         "listener not closed:\n{}",
@@ -114,7 +98,7 @@ fn a_taken_port_refuses_the_change_until_it_is_free() {
     let dir = TempDir::new();
     let file = dir.join("gangway.toml");
     let alt = free_port();
-    write(
+    write_atomic(
         &file,
         &config(
             &format!("[[listeners]]\nname = \"alt\"\nport = {alt}\n"),
@@ -126,7 +110,7 @@ fn a_taken_port_refuses_the_change_until_it_is_free() {
 
     let squatter = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    write(
+    write_atomic(
         &file,
         &config(
             &format!("[[listeners]]\nname = \"alt\"\nport = {alt}\n\n[[listeners]]\nname = \"more\"\nport = {taken}\n"),
@@ -159,7 +143,7 @@ fn a_taken_port_refuses_the_change_until_it_is_free() {
     );
 
     // A port of the settings is refused with the setting's name.
-    write(
+    write_atomic(
         &file,
         &config(
             &format!("[[listeners]]\nname = \"clash\"\nport = {}\n", g.http_port),
@@ -186,7 +170,7 @@ fn a_listener_that_cannot_start_stops_start_up() {
     let file = dir.join("gangway.toml");
     let squatter = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    write(
+    write_atomic(
         &file,
         &config(
             &format!("[[listeners]]\nname = \"alt\"\nport = {taken}\n"),
@@ -194,7 +178,7 @@ fn a_listener_that_cannot_start_stops_start_up() {
         ),
     );
     let mut g = gangway_testkit::GangwayBuilder::new(GANGWAY)
-        .network("gwtest-no-such-network")
+        .network(NO_NETWORK)
         .env("GANGWAY_CONFIG", file.to_string_lossy())
         .spawn();
     let status = g

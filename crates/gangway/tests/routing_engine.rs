@@ -11,79 +11,9 @@ mod common;
 
 use common::*;
 use gangway_testkit::{
-    backend_binary, curl, free_port, make_cert, wait_until, CurlResult, Gangway, GangwayBuilder,
-    TempDir,
+    curl, free_port, make_cert, wait_until, CurlResult, Gangway, GangwayBuilder, TempDir,
 };
-use std::path::Path;
 use std::process::{Command, Output};
-
-/// A Docker network that does not exist: Docker routes nothing.
-const NO_NETWORK: &str = "gwtest-none";
-
-/// A `gangway-test-backend` process on 127.0.0.1; killed and reaped when
-/// dropped (also when the test panics), through [`Gangway`]'s `Drop`.
-struct Backend {
-    _process: Gangway,
-    port: u16,
-}
-
-impl Backend {
-    /// Starts a backend named `name` on a free port and waits until it
-    /// listens. A port taken between choosing and binding is retried.
-    fn start(name: &str) -> Backend {
-        let bin = backend_binary();
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let port_arg = port.to_string();
-            let mut process = Gangway::spawn_with_args(
-                &bin,
-                &["--port", port_arg.as_str()],
-                &[("BACKEND_NAME", name)],
-            );
-            let listening = |p: &Gangway| p.lines().iter().any(|l| l.starts_with("listening on"));
-            // Stop waiting early if it exits (its port was taken meanwhile).
-            wait_until(WAIT, || listening(&process) || process.try_exit().is_some());
-            if listening(&process) {
-                return Backend {
-                    _process: process,
-                    port,
-                };
-            }
-            last = process.output();
-            process.kill();
-        }
-        panic!("gangway-test-backend {name} did not start:\n{last}");
-    }
-
-    /// `127.0.0.1:<port>`, as a pool target.
-    fn target(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-/// Writes `text` beside `path` and renames it over, as editors do.
-fn write_atomic(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// Starts gangway with `file` as its configuration and waits until ready.
-fn start_with(file: &Path) -> Gangway {
-    start(
-        GangwayBuilder::new(GANGWAY)
-            .network(NO_NETWORK)
-            .env("GANGWAY_CONFIG", file.to_string_lossy()),
-    )
-}
-
-/// Writes `text` as `gangway.toml` in `dir` and starts gangway with it.
-fn start_config(dir: &TempDir, text: &str) -> Gangway {
-    let file = dir.join("gangway.toml");
-    write_atomic(&file, text);
-    start_with(&file)
-}
 
 /// `curl [extra...] -H "Host: <host>" http://127.0.0.1:<http_port><path>`.
 fn req(g: &Gangway, host: &str, path: &str, extra: &[&str]) -> CurlResult {

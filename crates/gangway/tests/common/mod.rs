@@ -3,8 +3,10 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use gangway_testkit::{
-    wait_until_some, ContainerSpec, CurlResult, Gangway, GangwayBuilder, Network,
+    backend_binary, free_port, wait_until, wait_until_some, ContainerSpec, CurlResult, Gangway,
+    GangwayBuilder, Network, TempDir,
 };
+use std::path::Path;
 use std::time::Duration;
 
 pub const GANGWAY: &str = env!("CARGO_BIN_EXE_gangway");
@@ -107,4 +109,85 @@ pub fn same_container_id(field: &serde_json::Value, id: &str) -> bool {
     field
         .as_str()
         .is_some_and(|v| v.len() >= 12 && id.starts_with(v))
+}
+
+/// A Docker network that does not exist: Docker routes nothing.
+pub const NO_NETWORK: &str = "gwtest-none";
+
+/// A `gangway-test-backend` process on 127.0.0.1; killed and reaped when
+/// dropped (also when the test panics), through [`Gangway`]'s `Drop`.
+pub struct Backend {
+    _process: Gangway,
+    pub port: u16,
+}
+
+impl Backend {
+    /// Starts a backend named `name` on a free port and waits until it
+    /// listens. A port taken between choosing and binding is retried.
+    pub fn start(name: &str) -> Backend {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Backend::try_start(name, free_port()) {
+                Ok(backend) => return backend,
+                Err(output) => last = output,
+            }
+        }
+        panic!("gangway-test-backend {name} did not start:\n{last}");
+    }
+
+    /// Starts a backend on a given port (one that a stopped backend used).
+    pub fn start_on(name: &str, port: u16) -> Backend {
+        Backend::try_start(name, port).unwrap_or_else(|output| {
+            panic!("gangway-test-backend {name} did not start on {port}:\n{output}")
+        })
+    }
+
+    fn try_start(name: &str, port: u16) -> Result<Backend, String> {
+        let port_arg = port.to_string();
+        let mut process = Gangway::spawn_with_args(
+            backend_binary(),
+            &["--port", port_arg.as_str()],
+            &[("BACKEND_NAME", name)],
+        );
+        let listening = |p: &Gangway| p.lines().iter().any(|l| l.starts_with("listening on"));
+        // Stop waiting early if it exits (its port was taken meanwhile).
+        wait_until(WAIT, || listening(&process) || process.try_exit().is_some());
+        if listening(&process) {
+            return Ok(Backend {
+                _process: process,
+                port,
+            });
+        }
+        let output = process.output();
+        process.kill();
+        Err(output)
+    }
+
+    /// `127.0.0.1:<port>`, as a pool target.
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Writes `text` beside `path` and renames it over, as editors do.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Starts gangway with `file` as its configuration and waits until ready.
+pub fn start_with(file: &Path) -> Gangway {
+    start(
+        GangwayBuilder::new(GANGWAY)
+            .network(NO_NETWORK)
+            .env("GANGWAY_CONFIG", file.to_string_lossy()),
+    )
+}
+
+/// Writes `text` as `gangway.toml` in `dir` and starts gangway with it.
+pub fn start_config(dir: &TempDir, text: &str) -> Gangway {
+    let file = dir.join("gangway.toml");
+    write_atomic(&file, text);
+    start_with(&file)
 }

@@ -1,0 +1,95 @@
+//! How a pool handles targets that fail (seed 002): the request goes on to
+//! the next target, a target that fails several times in a row is ejected
+//! for a cooldown, and when every target is ejected all are tried again.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// Which requests may be sent again after their bytes reached a backend
+/// that then failed. A request that never reached a backend (the
+/// connection was refused) is always sent to the next target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    /// GET, HEAD, OPTIONS, PUT, DELETE (RFC 9110 §9.2.2), and TRACE.
+    Idempotent,
+    /// Every method: for backends known to handle duplicates.
+    Always,
+    /// Only requests that never reached a backend.
+    Unsent,
+}
+
+/// A pool's failover settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Failover {
+    /// Failures in a row that eject a target.
+    pub max_failures: u32,
+    /// How long an ejected target is left out before one trial request;
+    /// doubled with each ejection in a row, up to `max_cooldown`.
+    pub cooldown: Duration,
+    /// The longest cooldown.
+    pub max_cooldown: Duration,
+    /// Attempts per request: every target once, at most this many.
+    pub max_attempts: u32,
+    /// Which requests are retried after reaching a backend.
+    pub retry: Retry,
+    /// Request bodies up to this many bytes are kept so that they can be
+    /// sent again; larger ones stream and are not retried.
+    pub replay_limit: u64,
+}
+
+impl Default for Failover {
+    /// Seed 002's numbers: 3 failures, 90 s.
+    fn default() -> Self {
+        Failover {
+            max_failures: 3,
+            cooldown: Duration::from_secs(90),
+            max_cooldown: Duration::from_secs(15 * 60),
+            max_attempts: 5,
+            retry: Retry::Idempotent,
+            replay_limit: 64 * 1024,
+        }
+    }
+}
+
+/// Parses `250ms`, `90s`, `15m`, `1h` (a whole number and a unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; write it as 250ms, 90s, 15m or 1h"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; write it as 250ms, 90s, 15m or 1h"))?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["90", "s", "1.5s", "10 s", "3d", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

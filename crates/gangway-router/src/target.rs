@@ -1,0 +1,253 @@
+//! What gangway knows about one target across requests and snapshots:
+//! counts, requests in flight, and passive health (failures in a row,
+//! ejection and its cooldown). All atomics: the request path never locks.
+
+use gangway_model::Failover;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Milliseconds since the process started: the clock of ejections.
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Why a request to a target failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The connection could not be made (refused, unreachable, timed out).
+    Connect,
+    /// The connection broke before a response came.
+    Reset,
+    /// No response within the response timeout.
+    Timeout,
+}
+
+/// What a failure did to the target's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still in service.
+    Kept,
+    /// Taken out of service for this long.
+    Ejected(Duration),
+}
+
+/// One target's state.
+#[derive(Debug, Default)]
+pub struct TargetState {
+    requests: AtomicU64,
+    failures: [AtomicU64; 3],
+    in_flight: AtomicU32,
+    consecutive_failures: AtomicU32,
+    /// `now_ms()` until which the target is out; 0: in service.
+    ejected_until: AtomicU64,
+    /// Ejections in a row, for the growing cooldown.
+    ejections_in_a_row: AtomicU32,
+    ejections: AtomicU64,
+    /// Set while the one trial request after a cooldown is in flight.
+    trial: AtomicBool,
+}
+
+/// How a target may be used right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// In service.
+    Open,
+    /// Its cooldown is over; this request is its one trial.
+    Trial,
+    /// Ejected (or its trial is under way).
+    Closed,
+}
+
+impl TargetState {
+    /// Whether a request may go to the target now; claims the trial when
+    /// the cooldown is over.
+    pub fn admit(&self, now: u64) -> Admission {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Admission::Open;
+        }
+        if now < until {
+            return Admission::Closed;
+        }
+        match self
+            .trial
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Admission::Trial,
+            Err(_) => Admission::Closed,
+        }
+    }
+
+    /// Whether the target is ejected now (for statistics and panic mode).
+    pub fn is_ejected(&self, now: u64) -> bool {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        until != 0 && (now < until || self.trial.load(Ordering::Acquire))
+    }
+
+    /// Counts a request sent; pair with [`TargetState::finished`].
+    pub fn started(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The request's response headers came (or it failed).
+    pub fn finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A response came: the failure streak ends. Returns whether the target
+    /// was ejected and is now restored.
+    pub fn succeeded(&self) -> bool {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if self.ejected_until.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        self.ejected_until.store(0, Ordering::Release);
+        self.ejections_in_a_row.store(0, Ordering::Relaxed);
+        self.trial.store(false, Ordering::Release);
+        true
+    }
+
+    /// A request failed. Ejects the target after `max_failures` in a row,
+    /// or at once when its trial failed; the cooldown doubles with each
+    /// ejection in a row, up to the maximum.
+    pub fn failed(&self, kind: FailureKind, policy: &Failover, now: u64) -> Verdict {
+        let index = match kind {
+            FailureKind::Connect => 0,
+            FailureKind::Reset => 1,
+            FailureKind::Timeout => 2,
+        };
+        self.failures[index].fetch_add(1, Ordering::Relaxed);
+        let streak = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let on_trial = self.trial.load(Ordering::Acquire);
+        if !on_trial
+            && (streak < policy.max_failures || self.ejected_until.load(Ordering::Acquire) != 0)
+        {
+            return Verdict::Kept;
+        }
+        let in_a_row = self.ejections_in_a_row.fetch_add(1, Ordering::AcqRel);
+        let factor = 1u32.checked_shl(in_a_row.min(20)).unwrap_or(u32::MAX);
+        let cooldown = policy
+            .cooldown
+            .saturating_mul(factor)
+            .min(policy.max_cooldown);
+        let cooldown_ms = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX);
+        self.ejected_until
+            .store(now.saturating_add(cooldown_ms).max(1), Ordering::Release);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+        self.trial.store(false, Ordering::Release);
+        Verdict::Ejected(cooldown)
+    }
+
+    /// The figures at this moment.
+    pub fn report(&self, now: u64) -> TargetHealthReport {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        let failures = |i: usize| self.failures[i].load(Ordering::Relaxed);
+        TargetHealthReport {
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: failures(0) + failures(1) + failures(2),
+            connect_failures: failures(0),
+            reset_failures: failures(1),
+            timeout_failures: failures(2),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
+            ejections: self.ejections.load(Ordering::Relaxed),
+            state: if until == 0 {
+                "healthy"
+            } else if now < until {
+                "ejected"
+            } else {
+                "trial"
+            },
+            ejected_for_ms: until.saturating_sub(now),
+        }
+    }
+}
+
+/// A target's figures, as the statistics show them.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetHealthReport {
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests that got no response, all kinds.
+    pub failures: u64,
+    /// Connection failures.
+    pub connect_failures: u64,
+    /// Connections broken before a response.
+    pub reset_failures: u64,
+    /// Responses that did not come in time.
+    pub timeout_failures: u64,
+    /// Requests waiting for their response headers now.
+    pub in_flight: u32,
+    /// Failures since the last response.
+    pub consecutive_failures: u32,
+    /// Times ejected.
+    pub ejections: u64,
+    /// `healthy`, `ejected`, or `trial` (cooldown over, next request tests it).
+    pub state: &'static str,
+    /// For `ejected`: how long until its trial.
+    pub ejected_for_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Failover {
+        Failover {
+            max_failures: 3,
+            cooldown: Duration::from_secs(90),
+            max_cooldown: Duration::from_secs(300),
+            ..Failover::default()
+        }
+    }
+
+    #[test]
+    fn ejected_after_three_in_a_row_then_one_trial() {
+        let t = TargetState::default();
+        let p = policy();
+        assert_eq!(t.failed(FailureKind::Connect, &p, 1_000), Verdict::Kept);
+        assert!(!t.succeeded(), "a success resets the streak");
+        assert_eq!(t.failed(FailureKind::Connect, &p, 1_000), Verdict::Kept);
+        assert_eq!(t.failed(FailureKind::Reset, &p, 1_000), Verdict::Kept);
+        assert_eq!(
+            t.failed(FailureKind::Timeout, &p, 1_000),
+            Verdict::Ejected(Duration::from_secs(90))
+        );
+        assert_eq!(t.admit(50_000), Admission::Closed);
+        assert!(t.is_ejected(50_000));
+        // Cooldown over: exactly one request gets the trial.
+        assert_eq!(t.admit(91_000), Admission::Trial);
+        assert_eq!(t.admit(91_000), Admission::Closed);
+        // The trial fails: ejected again, for twice as long.
+        assert_eq!(
+            t.failed(FailureKind::Connect, &p, 91_000),
+            Verdict::Ejected(Duration::from_secs(180))
+        );
+        assert_eq!(t.admit(91_000 + 179_000), Admission::Closed);
+        assert_eq!(t.admit(91_000 + 181_000), Admission::Trial);
+        // Capped at max_cooldown.
+        assert_eq!(
+            t.failed(FailureKind::Connect, &p, 300_000),
+            Verdict::Ejected(Duration::from_secs(300))
+        );
+        assert_eq!(t.admit(601_000), Admission::Trial);
+        // The trial succeeds: restored, and the next ejection starts at 90 s.
+        assert!(t.succeeded());
+        assert_eq!(t.admit(601_000), Admission::Open);
+        let r = t.report(601_000);
+        assert_eq!((r.state, r.ejections, r.failures), ("healthy", 3, 6));
+        for _ in 0..2 {
+            t.failed(FailureKind::Connect, &p, 700_000);
+        }
+        assert_eq!(
+            t.failed(FailureKind::Connect, &p, 700_000),
+            Verdict::Ejected(Duration::from_secs(90))
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! Seed 002's failover, situation by situation, with real backend processes
+//! on loopback: even round robin; a failing backend absorbed by the next
+//! one; ejection after failures in a row and one trial after the cooldown;
+//! every backend ejected ("panic"); attempts exhausted; and which requests
+//! may be sent again after reaching a backend.
+
+#![allow(clippy::unwrap_used)] // a panic is the intended test failure
+
+mod common;
+
+use common::*;
+use gangway_testkit::{curl, free_port, wait_until, Gangway, TempDir};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn config(targets: &[String], failover: &str) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
+    format!(
+        r#"
+[[pools]]
+name = "app"
+targets = [{}]
+failover = {{ {failover} }}
+
+[[routes]]
+name = "app"
+hosts = ["app.test"]
+pool = "app"
+
+[[error_pages]]
+status = ["5xx"]
+file = "50x.html"
+"#,
+        targets.join(", ")
+    )
+}
+
+fn start_pool(dir: &TempDir, targets: &[String], failover: &str) -> Gangway {
+    std::fs::write(dir.join("50x.html"), "<h1>all backends failed</h1>").unwrap();
+    start_config(dir, &config(targets, failover))
+}
+
+/// Which backend answered each of `n` GETs (`x-backend`, or the status).
+fn tally(g: &Gangway, n: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        let r = g.get("app.test", "/");
+        let key = match r.header("x-backend") {
+            Some(name) if r.status == 200 => name.to_owned(),
+            _ => format!("status {}", r.status),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+/// The statistics entry of the target at `addr`.
+fn target_stats(g: &Gangway, addr: &str) -> serde_json::Value {
+    let stats = g.admin_get("/api/v1/stats").json();
+    stats["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .find(|t| t["addr"] == addr)
+        .unwrap_or_else(|| panic!("{addr} not in {stats:#}"))
+}
+
+/// A port that refuses connections: bound once, then released.
+fn refused() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// A backend that accepts connections, reads the request and closes
+/// without answering: the request reached it, then failed.
+struct Hangup {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Hangup {
+    fn start() -> Hangup {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, done) = (Arc::clone(&accepted), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        stream.set_nonblocking(false).unwrap();
+                        stream
+                            .set_read_timeout(Some(Duration::from_millis(200)))
+                            .unwrap();
+                        let mut buf = [0u8; 4096];
+                        let _ = stream.read(&mut buf);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Hangup {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Hangup {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn all_healthy_round_robin_calls_each_equally() {
+    let dir = TempDir::new();
+    let backends: Vec<Backend> = (0..3).map(|i| Backend::start(&format!("b{i}"))).collect();
+    let targets: Vec<String> = backends.iter().map(Backend::target).collect();
+    let g = start_pool(&dir, &targets, "");
+    let counts = tally(&g, 90);
+    let expected: BTreeMap<String, usize> = (0..3).map(|i| (format!("b{i}"), 30)).collect();
+    assert_eq!(counts, expected);
+}
+
+#[test]
+fn a_failing_backend_is_absorbed_ejected_and_tried_again_after_its_cooldown() {
+    let dir = TempDir::new();
+    let good = Backend::start("good");
+    let dead = refused();
+    let g = start_pool(
+        &dir,
+        &[good.target(), dead.clone()],
+        r#"failures = 3, cooldown = "2s""#,
+    );
+
+    // Every request succeeds: the refused connection goes on to the next target.
+    assert_eq!(tally(&g, 20), BTreeMap::from([("good".to_owned(), 20)]));
+    let line = g
+        .wait_for_message("target ejected", |v| v["upstream"] == dead, WAIT)
+        .unwrap_or_else(|| panic!("not ejected:\n{}", g.output()));
+    assert_eq!(line["cooldown_s"], 2.0, "{line}");
+    let stats = target_stats(&g, &dead);
+    assert_eq!(stats["state"], "ejected", "{stats}");
+    assert_eq!(stats["ejections"], 1);
+    assert_eq!(
+        stats["connect_failures"], 3,
+        "three failures eject, no more attempts"
+    );
+
+    // While ejected, no request reaches it.
+    tally(&g, 20);
+    assert_eq!(target_stats(&g, &dead)["requests"], 3);
+
+    // After the cooldown one trial goes to it; it fails again, so it is
+    // ejected again for twice as long.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            tally(&g, 1);
+            target_stats(&g, &dead)["ejections"] == 2
+        }),
+        "no second ejection:\n{}",
+        g.output()
+    );
+    let stats = target_stats(&g, &dead);
+    assert_eq!(stats["requests"], 4, "exactly one trial: {stats}");
+    let second = g
+        .messages("target ejected")
+        .into_iter()
+        .filter(|v| v["upstream"] == dead)
+        .nth(1)
+        .unwrap();
+    assert_eq!(second["cooldown_s"], 4.0, "{second}");
+}
+
+#[test]
+fn a_trial_that_succeeds_restores_the_target() {
+    let dir = TempDir::new();
+    let good = Backend::start("good");
+    // A backend on a known port, stopped: refused until started again.
+    let comeback = Backend::start("comeback");
+    let port = comeback.port;
+    drop(comeback);
+    let g = start_pool(
+        &dir,
+        &[good.target(), format!("127.0.0.1:{port}")],
+        r#"failures = 1, cooldown = "1s""#,
+    );
+    tally(&g, 4);
+    assert!(g
+        .wait_for_message("target ejected", |_| true, WAIT)
+        .is_some());
+
+    let _back = Backend::start_on("comeback", port);
+    assert!(
+        wait_until(WAIT, || tally(&g, 2).contains_key("comeback")),
+        "not restored:\n{}",
+        g.output()
+    );
+    assert!(g
+        .wait_for_message(
+            "target restored",
+            |v| v["upstream"] == format!("127.0.0.1:{port}"),
+            WAIT
+        )
+        .is_some());
+    assert_eq!(
+        target_stats(&g, &format!("127.0.0.1:{port}"))["state"],
+        "healthy"
+    );
+    let counts = tally(&g, 10);
+    assert_eq!(counts.get("comeback"), Some(&5), "{counts:?}");
+}
+
+#[test]
+fn every_backend_ejected_means_all_are_tried_again() {
+    let dir = TempDir::new();
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let (pa, pb) = (a.port, b.port);
+    let g = start_pool(
+        &dir,
+        &[a.target(), b.target()],
+        r#"failures = 1, cooldown = "60s""#,
+    );
+    assert_eq!(tally(&g, 2).len(), 2);
+    drop(a);
+    drop(b);
+    // Both fail and are ejected; the client gets the error page.
+    let r = g.get("app.test", "/");
+    assert_eq!(r.status, 502, "{r:#?}");
+    assert_eq!(r.body, "<h1>all backends failed</h1>");
+
+    // Both ejected for a minute: the next request is in panic and tries them
+    // anyway, so a backend that is back answers at once.
+    let _a = Backend::start_on("a", pa);
+    let r = g.get("app.test", "/");
+    assert_eq!(r.status, 200, "{r:#?}\n{}", g.output());
+    assert_eq!(r.header("x-backend"), Some("a"));
+    assert!(g
+        .wait_for_message(
+            "pool in panic: every target is ejected; trying them anyway",
+            |_| true,
+            WAIT
+        )
+        .is_some());
+    let _ = pb;
+}
+
+#[test]
+fn attempts_are_capped_and_exhaustion_is_a_502_with_the_error_page() {
+    let dir = TempDir::new();
+    let dead: Vec<String> = (0..4).map(|_| refused()).collect();
+    let g = start_pool(&dir, &dead, r#"attempts = 2, failures = 100"#);
+    let r = g.get("app.test", "/");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.body, "<h1>all backends failed</h1>");
+    let attempts: u64 = dead
+        .iter()
+        .map(|t| target_stats(&g, t)["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(attempts, 2, "attempts = 2 caps the tries of one request");
+}
+
+#[test]
+fn only_idempotent_requests_are_sent_again_after_reaching_a_backend() {
+    let dir = TempDir::new();
+    let hangup = Hangup::start();
+    let good = Backend::start("good");
+    let g = start_pool(&dir, &[hangup.target(), good.target()], r#"failures = 100"#);
+    let url = format!("http://127.0.0.1:{}/", g.http_port);
+    // Round robin starts where it is; send enough that each method meets
+    // the hanging backend first at least once.
+    let mut get_failures = 0;
+    let mut post_failures = 0;
+    for _ in 0..6 {
+        let get = curl(["-H", "Host: app.test", url.as_str()]);
+        get_failures += usize::from(get.status != 200);
+        let post = curl([
+            "-H",
+            "Host: app.test",
+            "-X",
+            "POST",
+            "--data",
+            "order=1",
+            url.as_str(),
+        ]);
+        post_failures += usize::from(post.status != 200);
+        if post.status != 200 {
+            assert_eq!(post.status, 502, "{post:#?}");
+        }
+    }
+    assert_eq!(get_failures, 0, "GET is idempotent: sent again");
+    assert!(
+        post_failures > 0,
+        "a POST that reached a backend is not sent again"
+    );
+    assert!(hangup.accepted.load(Ordering::Relaxed) > 0);
+
+    // retry = "always": the pool's backends tolerate duplicates.
+    let dir = TempDir::new();
+    let g = start_pool(
+        &dir,
+        &[hangup.target(), good.target()],
+        r#"failures = 100, retry = "always""#,
+    );
+    let url = format!("http://127.0.0.1:{}/", g.http_port);
+    for _ in 0..6 {
+        let post = curl([
+            "-H",
+            "Host: app.test",
+            "-X",
+            "POST",
+            "--data",
+            "order=1",
+            url.as_str(),
+        ]);
+        assert_eq!(post.status, 200, "{post:#?}");
+        assert_eq!(post.json()["body_bytes"], 7, "the body is sent again whole");
+    }
+}
