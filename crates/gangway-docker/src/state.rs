@@ -259,6 +259,7 @@ impl Backends {
                 name,
                 targets: unit.targets,
                 failover: Default::default(),
+                timeouts: Default::default(),
             });
         }
         (fragment, conflicts)

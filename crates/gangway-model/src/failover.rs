@@ -52,6 +52,32 @@ impl Default for Failover {
     }
 }
 
+/// A pool's time limits for talking to its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Timeouts {
+    /// To establish a connection; a failure counts as a connect failure
+    /// (always safe to send elsewhere).
+    pub connect: Duration,
+    /// From sending the request to the response's headers; a failure
+    /// counts as a timeout (sent again only under the retry policy).
+    pub response_header: Duration,
+    /// How long an idle keep-alive connection to a target is kept.
+    pub idle: Duration,
+    /// Idle keep-alive connections kept per target, at most.
+    pub max_idle_per_target: usize,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            response_header: Duration::from_secs(60),
+            idle: Duration::from_secs(90),
+            max_idle_per_target: 256,
+        }
+    }
+}
+
 /// Parses `250ms`, `90s`, `15m`, `1h` (a whole number and a unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

@@ -5,7 +5,7 @@
 //! `[[pools]]` (with their targets) and `[[error_pages]]`; `docs/config.md`
 //! documents every key.
 
-use crate::failover::{parse_duration, Failover, Retry};
+use crate::failover::{parse_duration, Failover, Retry, Timeouts};
 use crate::route::{
     Action, FieldMatch, HeaderOps, Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
 };
@@ -126,11 +126,29 @@ pub fn parse_file(
                 Failover::default()
             }
         };
+        let timeouts = match pool
+            .timeouts
+            .as_ref()
+            .map(TimeoutsSpec::to_model)
+            .transpose()
+        {
+            Ok(t) => t.unwrap_or_default(),
+            Err(message) => {
+                out.problems.push(problem(
+                    text,
+                    &span,
+                    Severity::Error,
+                    format!("pool {:?}: {message}", pool.name),
+                ));
+                Timeouts::default()
+            }
+        };
         spans.insert(format!("pool {:?}", pool.name), span);
         out.fragment.pools.push(Pool {
             name: pool.name.clone(),
             targets,
             failover,
+            timeouts,
         });
     }
 
@@ -423,6 +441,32 @@ struct PoolSpec {
     #[serde(default)]
     targets: Vec<Spanned<String>>,
     failover: Option<FailoverSpec>,
+    timeouts: Option<TimeoutsSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsSpec {
+    connect: Option<String>,
+    response_header: Option<String>,
+    idle: Option<String>,
+    max_idle_per_target: Option<usize>,
+}
+
+impl TimeoutsSpec {
+    fn to_model(&self) -> Result<Timeouts, String> {
+        let d = Timeouts::default();
+        let duration = |key: &str, v: &Option<String>, default| match v {
+            None => Ok(default),
+            Some(text) => parse_duration(text).map_err(|e| format!("timeouts.{key}: {e}")),
+        };
+        Ok(Timeouts {
+            connect: duration("connect", &self.connect, d.connect)?,
+            response_header: duration("response_header", &self.response_header, d.response_header)?,
+            idle: duration("idle", &self.idle, d.idle)?,
+            max_idle_per_target: self.max_idle_per_target.unwrap_or(d.max_idle_per_target),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,7 +14,7 @@ mod route;
 mod snapshot;
 mod validate;
 
-pub use failover::{parse_duration, Failover, Retry};
+pub use failover::{parse_duration, Failover, Retry, Timeouts};
 pub use file::{parse_file, FileProblem, ParsedFile};
 pub use host::{normalize_host, validate_host_pattern, HostError, MAX_HOST_LEN};
 pub use route::{

@@ -1,7 +1,7 @@
 //! Routes, pools and targets, and the immutable snapshot built from the
 //! fragments that providers produce.
 
-use crate::failover::Failover;
+use crate::failover::{Failover, Timeouts};
 use crate::route::{Action, Route};
 use serde::Serialize;
 use std::fmt;
@@ -54,6 +54,8 @@ pub struct Pool {
     pub targets: Vec<Target>,
     /// What happens when targets fail.
     pub failover: Failover,
+    /// Time limits for talking to the targets.
+    pub timeouts: Timeouts,
 }
 
 /// An extra port to serve, declared in the configuration file (the ports
@@ -250,6 +252,7 @@ mod tests {
                     },
                 }],
                 failover: Failover::default(),
+                timeouts: Timeouts::default(),
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

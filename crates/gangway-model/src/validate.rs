@@ -66,6 +66,10 @@ pub fn validate(fragment: &Fragment) -> Vec<Problem> {
         if f.max_attempts == 0 {
             problems.push(error(&subject, "failover.attempts must be at least 1"));
         }
+        let t = &pool.timeouts;
+        if t.connect.is_zero() || t.response_header.is_zero() {
+            problems.push(error(&subject, "timeouts must be longer than 0"));
+        }
         if f.cooldown > f.max_cooldown {
             problems.push(error(
                 &subject,
@@ -422,6 +426,7 @@ mod tests {
                 name: "web".into(),
                 targets: Vec::new(),
                 failover: Default::default(),
+                timeouts: Default::default(),
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

@@ -7,6 +7,7 @@ use crate::body::{AccessRecord, ResponseBody};
 use crate::headers::{add_forwarding, remove_hop_by_hop, ClientInfo};
 use crate::static_files::{self, Served};
 use crate::statistics;
+use crate::upstream::Clients;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gangway_model::{normalize_host, ErrorPage, Retry, MAX_HOST_LEN};
@@ -21,16 +22,8 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How long gangway waits for a backend to accept a TCP connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an idle upstream keep-alive connection is kept for reuse.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+use std::time::Instant;
 
 /// Per-connection facts, computed once when the connection is accepted.
 #[derive(Debug, Clone)]
@@ -55,22 +48,17 @@ impl Connection {
 #[derive(Debug)]
 pub struct Proxy {
     routes: Arc<ArcSwap<RouteTable>>,
-    client: Client<HttpConnector, RequestBody>,
+    clients: Clients,
 }
 
 impl Proxy {
     /// A proxy reading routes from `routes`, which providers swap as the
     /// configuration changes.
     pub fn new(routes: Arc<ArcSwap<RouteTable>>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
-            // The Host header is set from the client's request, not from the target.
-            .set_host(false)
-            .build(connector);
-        Proxy { routes, client }
+        Proxy {
+            routes,
+            clients: Clients::default(),
+        }
     }
 
     /// Handles one request from a client.
@@ -238,6 +226,8 @@ impl Proxy {
             Retry::Unsent => false,
         };
         let max_attempts = (policy.max_attempts as usize).min(pool.targets().len());
+        let timeouts = pool.timeouts();
+        let client = self.clients.get(timeouts);
         let mut tried: Vec<usize> = Vec::new();
 
         while let Some(chosen) = pool.select(&tried, now_ms()) {
@@ -272,10 +262,11 @@ impl Proxy {
             }
 
             target.state.started();
-            let result = self.client.request(request).await;
+            let result =
+                tokio::time::timeout(timeouts.response_header, client.request(request)).await;
             target.state.finished();
-            let error = match result {
-                Ok(response) => {
+            let (kind, error) = match result {
+                Ok(Ok(response)) => {
                     if target.state.succeeded() {
                         tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
                     }
@@ -283,12 +274,12 @@ impl Proxy {
                     remove_hop_by_hop(&mut parts.headers);
                     return Response::from_parts(parts, ResponseBody::upstream(body));
                 }
-                Err(error) => error,
-            };
-            let kind = if error.is_connect() {
-                FailureKind::Connect
-            } else {
-                FailureKind::Reset
+                Ok(Err(error)) if error.is_connect() => (FailureKind::Connect, error_chain(&error)),
+                Ok(Err(error)) => (FailureKind::Reset, error_chain(&error)),
+                Err(_) => (
+                    FailureKind::Timeout,
+                    format!("no response headers within {:?}", timeouts.response_header),
+                ),
             };
             let verdict = target.state.failed(kind, policy, now_ms());
             tracing::warn!(
@@ -296,8 +287,8 @@ impl Proxy {
                 upstream = %target.addr,
                 container = &*target.name,
                 attempt = tried.len(),
-                kind = ?kind,
-                error = %error_chain(&error),
+                %kind,
+                %error,
                 "upstream request failed"
             );
             if let Verdict::Ejected(cooldown) = verdict {

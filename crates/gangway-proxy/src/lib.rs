@@ -13,6 +13,7 @@ mod server;
 mod static_files;
 mod statistics;
 pub mod tls;
+mod upstream;
 
 pub use body::{BodyError, ResponseBody};
 pub use handler::{Connection, Proxy};

@@ -128,6 +128,7 @@ fn target(n: usize, port: u16) -> Target {
 fn pool(name: String, n: usize) -> Pool {
     Pool {
         failover: Default::default(),
+        timeouts: Default::default(),
         name,
         targets: vec![target(n, 8080), target(n, 8081)],
     }

@@ -1,7 +1,7 @@
 //! Compiled upstream pools and their targets.
 
 use crate::target::{Admission, TargetState};
-use gangway_model::{Failover, Pool, Target};
+use gangway_model::{Failover, Pool, Target, Timeouts};
 use http::uri::Authority;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,6 +29,7 @@ pub struct PoolEntry {
     targets: Box<[TargetEntry]>,
     next: AtomicUsize,
     failover: Failover,
+    timeouts: Timeouts,
     /// Whether the last selection found every target ejected.
     panic: AtomicBool,
 }
@@ -70,6 +71,7 @@ impl PoolEntry {
             targets,
             next: AtomicUsize::new(0),
             failover: pool.failover.clone(),
+            timeouts: pool.timeouts,
             panic: AtomicBool::new(false),
         }
     }
@@ -77,6 +79,11 @@ impl PoolEntry {
     /// The pool's failover settings.
     pub fn failover(&self) -> &Failover {
         &self.failover
+    }
+
+    /// The pool's time limits.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
     }
 
     /// Whether the last selection found every target ejected.

@@ -27,6 +27,16 @@ pub enum FailureKind {
     Timeout,
 }
 
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Reset => "reset",
+            FailureKind::Timeout => "timeout",
+        })
+    }
+}
+
 /// What a failure did to the target's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 fn pool(name: &str, addrs: &[&str]) -> Pool {
     Pool {
         failover: Default::default(),
+        timeouts: Default::default(),
         name: name.into(),
         targets: addrs
             .iter()

@@ -17,14 +17,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn config(targets: &[String], failover: &str) -> String {
+/// A pool of `targets` with extra pool keys (`failover = {…}`), routed
+/// for app.test, and a 5xx error page.
+fn config(targets: &[String], pool_keys: &str) -> String {
     let targets: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
     format!(
         r#"
 [[pools]]
 name = "app"
 targets = [{}]
-failover = {{ {failover} }}
+{pool_keys}
 
 [[routes]]
 name = "app"
@@ -39,9 +41,9 @@ file = "50x.html"
     )
 }
 
-fn start_pool(dir: &TempDir, targets: &[String], failover: &str) -> Gangway {
+fn start_pool(dir: &TempDir, targets: &[String], pool_keys: &str) -> Gangway {
     std::fs::write(dir.join("50x.html"), "<h1>all backends failed</h1>").unwrap();
-    start_config(dir, &config(targets, failover))
+    start_config(dir, &config(targets, pool_keys))
 }
 
 /// Which backend answered each of `n` GETs (`x-backend`, or the status).
@@ -75,8 +77,8 @@ fn refused() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
-/// A backend that accepts connections, reads the request and closes
-/// without answering: the request reached it, then failed.
+/// A backend that accepts connections, reads the request, and after
+/// `hold` closes without answering: the request reached it, then failed.
 struct Hangup {
     port: u16,
     accepted: Arc<AtomicUsize>,
@@ -84,7 +86,7 @@ struct Hangup {
 }
 
 impl Hangup {
-    fn start() -> Hangup {
+    fn start(hold: Duration) -> Hangup {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -96,12 +98,13 @@ impl Hangup {
                 match listener.accept() {
                     Ok((mut stream, _)) => {
                         count.fetch_add(1, Ordering::Relaxed);
-                        stream.set_nonblocking(false).unwrap();
-                        stream
-                            .set_read_timeout(Some(Duration::from_millis(200)))
-                            .unwrap();
-                        let mut buf = [0u8; 4096];
-                        let _ = stream.read(&mut buf);
+                        std::thread::spawn(move || {
+                            let _ = stream.set_nonblocking(false);
+                            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                            let mut buf = [0u8; 4096];
+                            let _ = stream.read(&mut buf);
+                            std::thread::sleep(hold);
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -144,7 +147,7 @@ fn a_failing_backend_is_absorbed_ejected_and_tried_again_after_its_cooldown() {
     let g = start_pool(
         &dir,
         &[good.target(), dead.clone()],
-        r#"failures = 3, cooldown = "2s""#,
+        r#"failover = { failures = 3, cooldown = "2s" }"#,
     );
 
     // Every request succeeds: the refused connection goes on to the next target.
@@ -197,7 +200,7 @@ fn a_trial_that_succeeds_restores_the_target() {
     let g = start_pool(
         &dir,
         &[good.target(), format!("127.0.0.1:{port}")],
-        r#"failures = 1, cooldown = "1s""#,
+        r#"failover = { failures = 1, cooldown = "1s" }"#,
     );
     tally(&g, 4);
     assert!(g
@@ -234,7 +237,7 @@ fn every_backend_ejected_means_all_are_tried_again() {
     let g = start_pool(
         &dir,
         &[a.target(), b.target()],
-        r#"failures = 1, cooldown = "60s""#,
+        r#"failover = { failures = 1, cooldown = "60s" }"#,
     );
     assert_eq!(tally(&g, 2).len(), 2);
     drop(a);
@@ -264,7 +267,11 @@ fn every_backend_ejected_means_all_are_tried_again() {
 fn attempts_are_capped_and_exhaustion_is_a_502_with_the_error_page() {
     let dir = TempDir::new();
     let dead: Vec<String> = (0..4).map(|_| refused()).collect();
-    let g = start_pool(&dir, &dead, r#"attempts = 2, failures = 100"#);
+    let g = start_pool(
+        &dir,
+        &dead,
+        r#"failover = { attempts = 2, failures = 100 }"#,
+    );
     let r = g.get("app.test", "/");
     assert_eq!(r.status, 502);
     assert_eq!(r.body, "<h1>all backends failed</h1>");
@@ -278,9 +285,13 @@ fn attempts_are_capped_and_exhaustion_is_a_502_with_the_error_page() {
 #[test]
 fn only_idempotent_requests_are_sent_again_after_reaching_a_backend() {
     let dir = TempDir::new();
-    let hangup = Hangup::start();
+    let hangup = Hangup::start(Duration::ZERO);
     let good = Backend::start("good");
-    let g = start_pool(&dir, &[hangup.target(), good.target()], r#"failures = 100"#);
+    let g = start_pool(
+        &dir,
+        &[hangup.target(), good.target()],
+        r#"failover = { failures = 100 }"#,
+    );
     let url = format!("http://127.0.0.1:{}/", g.http_port);
     // Round robin starts where it is; send enough that each method meets
     // the hanging backend first at least once.
@@ -315,7 +326,7 @@ fn only_idempotent_requests_are_sent_again_after_reaching_a_backend() {
     let g = start_pool(
         &dir,
         &[hangup.target(), good.target()],
-        r#"failures = 100, retry = "always""#,
+        r#"failover = { failures = 100, retry = "always" }"#,
     );
     let url = format!("http://127.0.0.1:{}/", g.http_port);
     for _ in 0..6 {
@@ -331,4 +342,49 @@ fn only_idempotent_requests_are_sent_again_after_reaching_a_backend() {
         assert_eq!(post.status, 200, "{post:#?}");
         assert_eq!(post.json()["body_bytes"], 7, "the body is sent again whole");
     }
+}
+
+#[test]
+fn a_backend_that_never_answers_times_out_and_the_next_one_answers() {
+    let dir = TempDir::new();
+    let silent = Hangup::start(Duration::from_secs(5));
+    let good = Backend::start("good");
+    let g = start_pool(
+        &dir,
+        &[silent.target(), good.target()],
+        "failover = { failures = 100 }\ntimeouts = { response_header = \"300ms\" }",
+    );
+    for _ in 0..4 {
+        let r = g.get("app.test", "/");
+        assert_eq!(r.status, 200, "{r:#?}");
+        assert_eq!(r.header("x-backend"), Some("good"));
+    }
+    let stats = target_stats(&g, &silent.target());
+    assert!(stats["timeout_failures"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(g
+        .wait_for_message("upstream request failed", |v| v["kind"] == "timeout", WAIT)
+        .is_some());
+
+    // A POST that timed out is not sent again: 502 after the timeout.
+    let url = format!("http://127.0.0.1:{}/", g.http_port);
+    let mut saw_502 = false;
+    for _ in 0..4 {
+        let started = std::time::Instant::now();
+        let r = curl([
+            "-H",
+            "Host: app.test",
+            "-X",
+            "POST",
+            "--data",
+            "x",
+            url.as_str(),
+        ]);
+        if r.status == 502 {
+            saw_502 = true;
+            assert!(started.elapsed() >= Duration::from_millis(300));
+        } else {
+            assert_eq!(r.header("x-backend"), Some("good"));
+        }
+    }
+    assert!(saw_502, "a POST met the silent backend and was not retried");
 }
