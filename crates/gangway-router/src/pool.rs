@@ -101,10 +101,14 @@ impl PoolEntry {
         if n == 0 || tried.len() >= n {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut fallback = None;
-        for step in 0..n {
-            let index = start.wrapping_add(step) % n;
+        // A fresh position for each candidate rather than the next index:
+        // the share of a target that is out spreads over all the others
+        // instead of doubling its successor's. Then, since other requests
+        // move the position meanwhile, one plain sweep so that no target
+        // is missed.
+        let fresh = (0..n).map(|_| self.next.fetch_add(1, Ordering::Relaxed) % n);
+        for index in fresh.chain(0..n) {
             if tried.contains(&index) {
                 continue;
             }
