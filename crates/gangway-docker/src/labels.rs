@@ -5,7 +5,7 @@
 //! with `<name>.<key>` (`reverse-proxy.admin.host`), for a container that
 //! serves several ports or sites. `docs/labels.md` lists every key.
 
-use gangway_model::{validate_host_pattern, FieldMatch, PathMatch, ValueMatch};
+use gangway_model::{validate_host_pattern, Balance, FieldMatch, PathMatch, ValueMatch};
 use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
 
@@ -13,8 +13,11 @@ use thiserror::Error;
 pub const DEFAULT_PORT: u16 = 80;
 
 /// The keys a route's labels may use, besides `header.<Name>`.
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 11] = [
     "host",
+    "weight",
+    "balance",
+    "hash-on",
     "port",
     "path",
     "path-regex",
@@ -46,6 +49,10 @@ pub struct RouteLabels {
     pub headers: Vec<FieldMatch>,
     /// Whether plain HTTP requests are redirected to HTTPS.
     pub redirect_to_https: bool,
+    /// The container's share under weighted balancing.
+    pub weight: u32,
+    /// How the route's pool spreads requests.
+    pub balance: Balance,
 }
 
 /// Why a container's labels cannot be used; the message names the label,
@@ -351,7 +358,30 @@ fn parse_route(
         },
     };
 
+    let weight = match keys.get("weight") {
+        None => 1,
+        Some(&(label, value)) => match value.trim().parse::<u32>() {
+            Ok(w) if (1..=1000).contains(&w) => w,
+            _ => return Err(error(label, value, "expected a weight from 1 to 1000")),
+        },
+    };
+
+    let balance = match keys.get("balance") {
+        None => {
+            if let Some(&(label, value)) = keys.get("hash-on") {
+                return Err(error(label, value, "hash-on needs the label balance=hash"));
+            }
+            Balance::default()
+        }
+        Some(&(label, value)) => {
+            let hash_on = keys.get("hash-on").map(|(_, v)| *v);
+            Balance::parse(value.trim(), hash_on).map_err(|e| error(label, value, e))?
+        }
+    };
+
     Ok(RouteLabels {
+        balance,
+        weight,
         name: (!name.is_empty()).then(|| name.to_owned()),
         hosts,
         port,

@@ -3,7 +3,8 @@
 
 use crate::labels::{parse_labels, LabelError, RouteLabels};
 use gangway_model::{
-    Action, FieldMatch, Fragment, PathMatch, Pool, Rewrite, Route, Source, Target, TargetOrigin,
+    Action, Balance, FieldMatch, Fragment, PathMatch, Pool, Rewrite, Route, Source, Target,
+    TargetOrigin,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -198,6 +199,7 @@ impl Backends {
                     let settings = UnitSettings {
                         strip_prefix: labels.strip_prefix.clone(),
                         redirect_to_https: labels.redirect_to_https,
+                        balance: labels.balance.clone(),
                     };
                     let unit = units.entry(key.clone()).or_insert_with(|| Unit {
                         settings: settings.clone(),
@@ -220,6 +222,7 @@ impl Backends {
                                 name: backend.name.clone(),
                                 id: id.clone(),
                             },
+                            weight: labels.weight,
                         });
                     }
                 }
@@ -260,6 +263,7 @@ impl Backends {
                 targets: unit.targets,
                 failover: Default::default(),
                 timeouts: Default::default(),
+                balance: unit.settings.balance,
             });
         }
         (fragment, conflicts)
@@ -303,6 +307,7 @@ struct UnitKey {
 struct UnitSettings {
     strip_prefix: Option<String>,
     redirect_to_https: bool,
+    balance: Balance,
 }
 
 struct Unit {

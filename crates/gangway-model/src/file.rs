@@ -5,6 +5,7 @@
 //! `[[pools]]` (with their targets) and `[[error_pages]]`; `docs/config.md`
 //! documents every key.
 
+use crate::balance::Balance;
 use crate::failover::{parse_duration, Failover, Retry, Timeouts};
 use crate::route::{
     Action, FieldMatch, HeaderOps, Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
@@ -90,21 +91,25 @@ pub fn parse_file(
         let pool = pool.get_ref();
         let mut targets = Vec::new();
         for t in &pool.targets {
-            match t.get_ref().parse::<SocketAddr>() {
+            let (text_addr, weight) = match t.get_ref() {
+                TargetSpec::Addr(a) => (a, 1),
+                TargetSpec::Weighted { addr, weight } => (addr, *weight),
+            };
+            match text_addr.parse::<SocketAddr>() {
                 Ok(addr) => targets.push(Target {
                     addr,
                     origin: TargetOrigin {
-                        name: t.get_ref().clone(),
-                        id: format!("file/{}/{}", pool.name, t.get_ref()),
+                        name: text_addr.clone(),
+                        id: format!("file/{}/{}", pool.name, text_addr),
                     },
+                    weight,
                 }),
                 Err(_) => out.problems.push(problem(
                     text,
                     &t.span(),
                     Severity::Error,
                     format!(
-                        "target {:?} is not an address; write IP:port such as \"10.0.0.5:8080\" or \"[::1]:8080\"",
-                        t.get_ref()
+                        "target {text_addr:?} is not an address; write IP:port such as \"10.0.0.5:8080\" or \"[::1]:8080\""
                     ),
                 )),
             }
@@ -143,12 +148,23 @@ pub fn parse_file(
                 Timeouts::default()
             }
         };
+        let balance =
+            Balance::parse(&pool.balance, pool.hash_on.as_deref()).unwrap_or_else(|message| {
+                out.problems.push(problem(
+                    text,
+                    &span,
+                    Severity::Error,
+                    format!("pool {:?}: {message}", pool.name),
+                ));
+                Balance::default()
+            });
         spans.insert(format!("pool {:?}", pool.name), span);
         out.fragment.pools.push(Pool {
             name: pool.name.clone(),
             targets,
             failover,
             timeouts,
+            balance,
         });
     }
 
@@ -439,7 +455,10 @@ fn default_protocol() -> String {
 struct PoolSpec {
     name: String,
     #[serde(default)]
-    targets: Vec<Spanned<String>>,
+    targets: Vec<Spanned<TargetSpec>>,
+    #[serde(default = "default_balance")]
+    balance: String,
+    hash_on: Option<String>,
     failover: Option<FailoverSpec>,
     timeouts: Option<TimeoutsSpec>,
 }
@@ -467,6 +486,26 @@ impl TimeoutsSpec {
             max_idle_per_target: self.max_idle_per_target.unwrap_or(d.max_idle_per_target),
         })
     }
+}
+
+fn default_balance() -> String {
+    "round_robin".into()
+}
+
+/// `"10.0.0.5:8080"` or `{ addr = "10.0.0.5:8080", weight = 3 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TargetSpec {
+    Addr(String),
+    Weighted {
+        addr: String,
+        #[serde(default = "default_weight")]
+        weight: u32,
+    },
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 #[derive(Debug, Deserialize)]
@@ -682,7 +721,9 @@ mod tests {
             r#"
 [[pools]]
 name = "api"
-targets = ["10.0.0.5:8080", "[::1]:9000"]
+targets = ["10.0.0.5:8080", { addr = "[::1]:9000", weight = 3 }]
+balance = "hash"
+hash_on = "cookie:session"
 
 [[routes]]
 name = "api"
@@ -726,6 +767,11 @@ port = 8081
         assert!(parsed.is_valid(), "{:#?}", parsed.problems);
         let f = &parsed.fragment;
         assert_eq!(f.pools[0].targets.len(), 2);
+        assert_eq!(f.pools[0].targets[1].weight, 3);
+        assert_eq!(
+            f.pools[0].balance,
+            Balance::Hash(crate::HashKey::Cookie("session".into()))
+        );
         let api = &f.routes[0];
         assert_eq!(api.matcher.hosts, ["example.com", "*.example.com"]);
         assert_eq!(api.matcher.path, Some(PathMatch::Prefix("/api".into())));

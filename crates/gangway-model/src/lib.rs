@@ -7,6 +7,7 @@
 //! numbered snapshot that the data plane compiles. Nothing here does I/O.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod balance;
 mod failover;
 mod file;
 mod host;
@@ -14,6 +15,7 @@ mod route;
 mod snapshot;
 mod validate;
 
+pub use balance::{Balance, HashKey};
 pub use failover::{parse_duration, Failover, Retry, Timeouts};
 pub use file::{parse_file, FileProblem, ParsedFile};
 pub use host::{normalize_host, validate_host_pattern, HostError, MAX_HOST_LEN};

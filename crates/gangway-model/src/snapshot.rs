@@ -1,6 +1,7 @@
 //! Routes, pools and targets, and the immutable snapshot built from the
 //! fragments that providers produce.
 
+use crate::balance::Balance;
 use crate::failover::{Failover, Timeouts};
 use crate::route::{Action, Route};
 use serde::Serialize;
@@ -43,6 +44,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// What the address belongs to.
     pub origin: TargetOrigin,
+    /// Its share under [`Balance::Weighted`] (and of the hash ring);
+    /// at least 1.
+    pub weight: u32,
 }
 
 /// A set of interchangeable targets that share a route's load.
@@ -56,6 +60,8 @@ pub struct Pool {
     pub failover: Failover,
     /// Time limits for talking to the targets.
     pub timeouts: Timeouts,
+    /// How requests are spread over the targets.
+    pub balance: Balance,
 }
 
 /// An extra port to serve, declared in the configuration file (the ports
@@ -250,9 +256,11 @@ mod tests {
                         name: "web".into(),
                         id: "abc".into(),
                     },
+                    weight: 1,
                 }],
                 failover: Failover::default(),
                 timeouts: Timeouts::default(),
+                balance: Balance::default(),
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

@@ -66,6 +66,9 @@ pub fn validate(fragment: &Fragment) -> Vec<Problem> {
         if f.max_attempts == 0 {
             problems.push(error(&subject, "failover.attempts must be at least 1"));
         }
+        if pool.targets.iter().any(|t| t.weight == 0) {
+            problems.push(error(&subject, "a target's weight must be at least 1"));
+        }
         let t = &pool.timeouts;
         if t.connect.is_zero() || t.response_header.is_zero() {
             problems.push(error(&subject, "timeouts must be longer than 0"));
@@ -427,6 +430,7 @@ mod tests {
                 targets: Vec::new(),
                 failover: Default::default(),
                 timeouts: Default::default(),
+                balance: Default::default(),
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

@@ -10,10 +10,10 @@ use crate::statistics;
 use crate::upstream::Clients;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use gangway_model::{normalize_host, ErrorPage, Retry, MAX_HOST_LEN};
+use gangway_model::{normalize_host, Balance, ErrorPage, HashKey, Retry, MAX_HOST_LEN};
 use gangway_router::{
-    is_websocket_upgrade, now_ms, Captures, CompiledAction, CompiledRoute, FailureKind, Lookup,
-    PoolEntry, RequestInfo, RouteTable, Verdict,
+    is_websocket_upgrade, now_ms, stable_hash, Captures, CompiledAction, CompiledRoute,
+    FailureKind, Lookup, PoolEntry, RequestInfo, RouteTable, Verdict,
 };
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
@@ -230,7 +230,11 @@ impl Proxy {
         let client = self.clients.get(timeouts);
         let mut tried: Vec<usize> = Vec::new();
 
-        while let Some(chosen) = pool.select(&tried, now_ms()) {
+        let key = match pool.balance() {
+            Balance::Hash(on) => hash_key(on, &parts.headers, conn),
+            _ => None,
+        };
+        while let Some(chosen) = pool.select(&tried, now_ms(), key) {
             tried.push(chosen.index);
             let target = &pool.targets()[chosen.index];
             let body = match (&replay, stream.take()) {
@@ -262,11 +266,13 @@ impl Proxy {
             }
 
             target.state.started();
+            let sent_at = Instant::now();
             let result =
                 tokio::time::timeout(timeouts.response_header, client.request(request)).await;
             target.state.finished();
             let (kind, error) = match result {
                 Ok(Ok(response)) => {
+                    target.state.observe_latency(sent_at.elapsed());
                     if target.state.succeeded() {
                         tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
                     }
@@ -334,6 +340,25 @@ async fn replayable(
     match declared {
         Some(len) if len <= limit => Ok(Kept::Replay(body.collect().await?.to_bytes())),
         _ => Ok(Kept::Stream(body)),
+    }
+}
+
+/// The hash of what a hashing pool balances on; `None` (round robin) for
+/// a request without it.
+fn hash_key(on: &HashKey, headers: &http::HeaderMap, conn: &Connection) -> Option<u64> {
+    match on {
+        HashKey::ClientIp => Some(stable_hash(conn.client_ip.as_bytes())),
+        HashKey::Header(name) => headers
+            .get(name.as_str())
+            .map(|v| stable_hash(v.as_bytes())),
+        HashKey::Cookie(name) => headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| stable_hash(v.as_bytes())),
     }
 }
 

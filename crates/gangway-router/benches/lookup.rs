@@ -122,6 +122,7 @@ fn target(n: usize, port: u16) -> Target {
             name: format!("web-{n}-{port}"),
             id: format!("{n:012x}{port:04x}"),
         },
+        weight: 1,
     }
 }
 
@@ -129,6 +130,7 @@ fn pool(name: String, n: usize) -> Pool {
     Pool {
         failover: Default::default(),
         timeouts: Default::default(),
+        balance: Default::default(),
         name,
         targets: vec![target(n, 8080), target(n, 8081)],
     }

@@ -18,7 +18,7 @@ mod stats;
 mod target;
 
 pub use explain::{CandidateReport, Explanation, TargetReport};
-pub use pool::{PoolEntry, Selection, TargetEntry};
+pub use pool::{stable_hash, PoolEntry, Selection, TargetEntry};
 pub use request::{is_websocket_upgrade, RequestInfo};
 pub use route::{
     Captures, CompiledAction, CompiledHeaderOps, CompiledRewrite, CompiledRoute, FixedResponse,

@@ -1,11 +1,11 @@
 //! Compiled upstream pools and their targets.
 
 use crate::target::{Admission, TargetState};
-use gangway_model::{Failover, Pool, Target, Timeouts};
+use gangway_model::{Balance, Failover, Pool, Target, Timeouts};
 use http::uri::Authority;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A target as the request path needs it.
 #[derive(Debug)]
@@ -20,6 +20,8 @@ pub struct TargetEntry {
     pub id: Box<str>,
     /// Counts and health, kept across snapshots.
     pub state: Arc<TargetState>,
+    /// Its share under weighted balancing.
+    pub weight: i64,
 }
 
 /// A compiled pool with its round-robin position.
@@ -30,6 +32,12 @@ pub struct PoolEntry {
     next: AtomicUsize,
     failover: Failover,
     timeouts: Timeouts,
+    balance: Balance,
+    /// Smooth weighted round robin's running weights (nginx's algorithm);
+    /// locked only for the few additions of one pick.
+    weighted: Mutex<Vec<i64>>,
+    /// The hash ring: points and the target each belongs to, sorted.
+    ring: Box<[(u64, u32)]>,
     /// Whether the last selection found every target ejected.
     panic: AtomicBool,
 }
@@ -50,7 +58,7 @@ impl PoolEntry {
         pool: &Pool,
         mut state: impl FnMut(usize, &Target) -> Arc<TargetState>,
     ) -> PoolEntry {
-        let targets = pool
+        let targets: Box<[TargetEntry]> = pool
             .targets
             .iter()
             .enumerate()
@@ -63,17 +71,30 @@ impl PoolEntry {
                     name: t.origin.name.as_str().into(),
                     id: t.origin.id.as_str().into(),
                     state: state(i, t),
+                    weight: i64::from(t.weight.max(1)),
                 })
             })
             .collect();
+        let ring = match pool.balance {
+            Balance::Hash(_) => hash_ring(&targets),
+            _ => Box::default(),
+        };
         PoolEntry {
             name: pool.name.as_str().into(),
+            weighted: Mutex::new(vec![0; targets.len()]),
             targets,
             next: AtomicUsize::new(0),
             failover: pool.failover.clone(),
             timeouts: pool.timeouts,
+            balance: pool.balance.clone(),
+            ring,
             panic: AtomicBool::new(false),
         }
+    }
+
+    /// The pool's balancing policy.
+    pub fn balance(&self) -> &Balance {
+        &self.balance
     }
 
     /// The pool's failover settings.
@@ -91,15 +112,32 @@ impl PoolEntry {
         self.panic.load(Ordering::Relaxed)
     }
 
-    /// Chooses the target for an attempt: the next in round-robin order
-    /// that is in service (or due for its trial) and not in `tried`. When
-    /// every target of the pool is ejected, seed 002's last resort: try
-    /// them anyway, in round-robin order ("panic"). `None` when the targets
-    /// in service have all been tried.
-    pub fn select(&self, tried: &[usize], now: u64) -> Option<Selection> {
+    /// Chooses the target for an attempt, by the pool's policy, among the
+    /// targets in service (or due for their trial) and not in `tried`.
+    /// `key` is the request's hash for [`Balance::Hash`]. When every target
+    /// of the pool is ejected, seed 002's last resort: try them anyway, in
+    /// round-robin order ("panic"). `None` when the targets in service have
+    /// all been tried.
+    pub fn select(&self, tried: &[usize], now: u64, key: Option<u64>) -> Option<Selection> {
         let n = self.targets.len();
         if n == 0 || tried.len() >= n {
             return None;
+        }
+        let usable = |i: usize| !tried.contains(&i) && self.targets[i].state.available(now);
+        let preferred = match &self.balance {
+            Balance::RoundRobin => None,
+            Balance::Weighted => self.pick_weighted(&usable),
+            Balance::LeastInFlight => self.pick_least_in_flight(&usable),
+            Balance::PowerOfTwo => self.pick_two_choices(&usable),
+            Balance::Hash(_) => key.and_then(|k| self.pick_hashed(k, &usable)),
+        };
+        if let Some(index) = preferred {
+            match self.targets[index].state.admit(now) {
+                Admission::Open => return Some(self.chosen(index, false)),
+                Admission::Trial => return Some(self.chosen(index, true)),
+                // Taken by a concurrent request's trial: fall back below.
+                Admission::Closed => {}
+            }
         }
         let mut fallback = None;
         // A fresh position for each candidate rather than the next index:
@@ -133,6 +171,69 @@ impl PoolEntry {
             trial: false,
             panic: true,
         })
+    }
+
+    /// nginx's smooth weighted round robin over the usable targets.
+    fn pick_weighted(&self, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let mut current = self.weighted.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut total = 0;
+        let mut best: Option<usize> = None;
+        for (i, target) in self.targets.iter().enumerate() {
+            if !usable(i) {
+                continue;
+            }
+            current[i] += target.weight;
+            total += target.weight;
+            if best.is_none_or(|b| current[i] > current[b]) {
+                best = Some(i);
+            }
+        }
+        let best = best?;
+        current[best] -= total;
+        Some(best)
+    }
+
+    /// The usable target with the fewest requests in flight; ties go round.
+    fn pick_least_in_flight(&self, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|step| start.wrapping_add(step) % n)
+            .filter(|&i| usable(i))
+            .min_by_key(|&i| self.targets[i].state.in_flight())
+    }
+
+    /// Two different usable targets drawn at random; the one with the
+    /// lower cost, (in flight + 1) x average latency, wins (a target
+    /// without latency yet counts as fast).
+    fn pick_two_choices(&self, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let n = self.targets.len();
+        let draw = |other: Option<usize>| {
+            (0..8)
+                .map(|_| random_below(n))
+                .find(|&i| usable(i) && Some(i) != other)
+        };
+        let cost = |i: usize| {
+            let s = &self.targets[i].state;
+            (u64::from(s.in_flight()) + 1).saturating_mul(s.latency_us().max(1))
+        };
+        let first = draw(None).or_else(|| (0..n).find(|&i| usable(i)))?;
+        match draw(Some(first)) {
+            Some(second) if cost(second) < cost(first) => Some(second),
+            _ => Some(first),
+        }
+    }
+
+    /// The first usable target clockwise from the key's point on the ring.
+    fn pick_hashed(&self, key: u64, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        let start = self.ring.partition_point(|(point, _)| *point < key);
+        let len = self.ring.len();
+        (0..len)
+            .map(|step| self.ring[(start + step) % len].1 as usize)
+            .find(|&i| usable(i))
     }
 
     fn chosen(&self, index: usize, trial: bool) -> Selection {
@@ -178,4 +279,59 @@ impl PoolEntry {
         }
         Some(self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len())
     }
+}
+
+/// Points per unit of weight on the hash ring: enough for an even spread
+/// (the share of each of 3 targets within a few percent).
+const POINTS_PER_WEIGHT: u32 = 160;
+
+/// The consistent-hashing ring. A target's points depend only on its
+/// identity (address and origin), so adding or removing a target moves
+/// only the keys on that target's points.
+fn hash_ring(targets: &[TargetEntry]) -> Box<[(u64, u32)]> {
+    let mut ring = Vec::new();
+    for (i, entry) in targets.iter().enumerate() {
+        let weight = u32::try_from(entry.weight.clamp(1, 1000)).unwrap_or(1);
+        let points = POINTS_PER_WEIGHT.saturating_mul(weight);
+        for p in 0..points {
+            let point = stable_hash(format!("{}|{}|{p}", entry.addr, entry.id).as_bytes());
+            ring.push((point, i as u32));
+        }
+    }
+    ring.sort_unstable();
+    ring.into_boxed_slice()
+}
+
+/// FNV-1a followed by a final mix: stable across builds, so the same key
+/// lands on the same target on every gangway node.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // splitmix64's finaliser spreads FNV's low-entropy high bits.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// A random index below `n` from a per-thread xorshift generator.
+fn random_below(n: usize) -> usize {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            stable_hash(format!("{:?}{:?}", std::thread::current().id(), std::time::Instant::now()).as_bytes()) | 1
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x % n as u64) as usize
+    })
 }

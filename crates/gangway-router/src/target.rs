@@ -60,6 +60,8 @@ pub struct TargetState {
     ejections: AtomicU64,
     /// Set while the one trial request after a cooldown is in flight.
     trial: AtomicBool,
+    /// Moving average of the time to response headers, in microseconds.
+    latency_us: AtomicU64,
 }
 
 /// How a target may be used right now.
@@ -91,6 +93,39 @@ impl TargetState {
             Ok(_) => Admission::Trial,
             Err(_) => Admission::Closed,
         }
+    }
+
+    /// Whether a request could go to the target now (in service, or due for
+    /// its trial), without claiming anything.
+    pub fn available(&self, now: u64) -> bool {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        until == 0 || (now >= until && !self.trial.load(Ordering::Acquire))
+    }
+
+    /// Requests waiting for their response headers now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Folds one time-to-response-headers into the moving average (weight
+    /// 1/5 for the new sample). Races between requests lose a sample at
+    /// worst, which an average can afford.
+    pub fn observe_latency(&self, latency: Duration) {
+        let sample = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let old = self.latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 4 + sample) / 5
+        };
+        self.latency_us.store(new, Ordering::Relaxed);
+    }
+
+    /// The moving average of the time to response headers (0: none yet).
+    pub fn latency_us(&self) -> u64 {
+        self.latency_us.load(Ordering::Relaxed)
     }
 
     /// Whether the target is ejected now (for statistics and panic mode).
@@ -175,6 +210,7 @@ impl TargetState {
                 "trial"
             },
             ejected_for_ms: until.saturating_sub(now),
+            latency_ewma_ms: self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
 }
@@ -202,6 +238,8 @@ pub struct TargetHealthReport {
     pub state: &'static str,
     /// For `ejected`: how long until its trial.
     pub ejected_for_ms: u64,
+    /// Moving average of the time to response headers.
+    pub latency_ewma_ms: f64,
 }
 
 #[cfg(test)]

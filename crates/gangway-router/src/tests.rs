@@ -12,6 +12,7 @@ fn pool(name: &str, addrs: &[&str]) -> Pool {
     Pool {
         failover: Default::default(),
         timeouts: Default::default(),
+        balance: Default::default(),
         name: name.into(),
         targets: addrs
             .iter()
@@ -22,6 +23,7 @@ fn pool(name: &str, addrs: &[&str]) -> Pool {
                     name: format!("c{i}"),
                     id: format!("id{i}"),
                 },
+                weight: 1,
             })
             .collect(),
     }
@@ -469,7 +471,7 @@ fn selection_skips_ejected_and_tried_targets_and_panics_when_all_are_ejected() {
     // Everything healthy: even round robin.
     let mut counts = [0; 3];
     for _ in 0..30 {
-        counts[entry.select(&[], now).unwrap().index] += 1;
+        counts[entry.select(&[], now, None).unwrap().index] += 1;
     }
     assert_eq!(counts, [10, 10, 10]);
 
@@ -479,14 +481,14 @@ fn selection_skips_ejected_and_tried_targets_and_panics_when_all_are_ejected() {
         .failed(FailureKind::Connect, &policy, now);
     let mut counts = [0; 3];
     for _ in 0..30 {
-        let s = entry.select(&[], now).unwrap();
+        let s = entry.select(&[], now, None).unwrap();
         assert!(!s.panic && !s.trial);
         counts[s.index] += 1;
     }
     assert_eq!(counts, [15, 0, 15], "its share spreads evenly");
 
     // A request that already tried 0 and 2 has nothing left in service.
-    assert_eq!(entry.select(&[0, 2], now), None);
+    assert_eq!(entry.select(&[0, 2], now, None), None);
 
     // All ejected: panic, every untried target is tried anyway.
     for i in [0, 2] {
@@ -494,11 +496,11 @@ fn selection_skips_ejected_and_tried_targets_and_panics_when_all_are_ejected() {
             .state
             .failed(FailureKind::Connect, &policy, now);
     }
-    let s = entry.select(&[], now).unwrap();
+    let s = entry.select(&[], now, None).unwrap();
     assert!(s.panic);
     assert!(entry.in_panic());
     let mut tried = vec![s.index];
-    while let Some(s) = entry.select(&tried, now) {
+    while let Some(s) = entry.select(&tried, now, None) {
         tried.push(s.index);
     }
     tried.sort_unstable();
@@ -506,8 +508,132 @@ fn selection_skips_ejected_and_tried_targets_and_panics_when_all_are_ejected() {
 
     // After the cooldown, one trial; its success ends the panic.
     let later = now + 90_001;
-    let s = entry.select(&[], later).unwrap();
+    let s = entry.select(&[], later, None).unwrap();
     assert!(s.trial && !s.panic);
     assert!(!entry.in_panic());
     assert!(entry.targets()[s.index].state.succeeded());
+}
+
+fn pool_with(balance: gangway_model::Balance, weights: &[u32]) -> Pool {
+    let addrs: Vec<String> = (1..=weights.len())
+        .map(|i| format!("10.0.0.{i}:80"))
+        .collect();
+    let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let mut p = pool("p", &refs);
+    for (t, w) in p.targets.iter_mut().zip(weights) {
+        t.weight = *w;
+    }
+    p.balance = balance;
+    p
+}
+
+fn picks(entry: &PoolEntry, n: usize, key: Option<u64>) -> Vec<usize> {
+    (0..n)
+        .map(|_| entry.select(&[], 0, key).unwrap().index)
+        .collect()
+}
+
+#[test]
+fn weighted_round_robin_is_smooth_and_exact() {
+    let p = pool_with(gangway_model::Balance::Weighted, &[5, 1, 1]);
+    let entry = PoolEntry::compile(&p, |_, _| Arc::default());
+    let order = picks(&entry, 7, None);
+    // nginx's example: a a b a c a a, never the heavy one 7 times in a row.
+    assert_eq!(order, [0, 0, 1, 0, 2, 0, 0]);
+    let mut counts = [0; 3];
+    for i in picks(&entry, 70, None) {
+        counts[i] += 1;
+    }
+    assert_eq!(counts, [50, 10, 10]);
+}
+
+#[test]
+fn least_in_flight_prefers_the_idle_target() {
+    let p = pool_with(gangway_model::Balance::LeastInFlight, &[1, 1, 1]);
+    let entry = PoolEntry::compile(&p, |_, _| Arc::default());
+    entry.targets()[0].state.started();
+    entry.targets()[0].state.started();
+    entry.targets()[1].state.started();
+    assert!(picks(&entry, 10, None).iter().all(|&i| i == 2));
+    // Equal load: they take turns.
+    entry.targets()[2].state.started();
+    entry.targets()[2].state.started();
+    entry.targets()[1].state.started();
+    let mut seen = picks(&entry, 6, None);
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, [0, 1, 2]);
+}
+
+#[test]
+fn two_choices_avoid_the_slow_busy_target() {
+    let p = pool_with(gangway_model::Balance::PowerOfTwo, &[1, 1, 1]);
+    let entry = PoolEntry::compile(&p, |_, _| Arc::default());
+    entry.targets()[0]
+        .state
+        .observe_latency(std::time::Duration::from_millis(500));
+    entry.targets()[0].state.started();
+    for i in [1, 2] {
+        entry.targets()[i]
+            .state
+            .observe_latency(std::time::Duration::from_millis(5));
+    }
+    let slow = picks(&entry, 3000, None)
+        .iter()
+        .filter(|&&i| i == 0)
+        .count();
+    // The two draws differ, and the slow target loses every comparison
+    // (it is chosen only when the second draw finds no other usable one).
+    assert!(slow < 30, "{slow} of 3000 went to the slow target");
+}
+
+#[test]
+fn consistent_hashing_is_sticky_and_moves_only_the_keys_of_a_removed_target() {
+    let p = pool_with(
+        gangway_model::Balance::Hash(gangway_model::HashKey::ClientIp),
+        &[1, 1, 1],
+    );
+    let entry = PoolEntry::compile(&p, |_, _| Arc::default());
+    let keys: Vec<u64> = (0..3000u32)
+        .map(|k| stable_hash(&k.to_le_bytes()))
+        .collect();
+    let before: Vec<usize> = keys
+        .iter()
+        .map(|&k| entry.select(&[], 0, Some(k)).unwrap().index)
+        .collect();
+    // Sticky.
+    for (k, t) in keys.iter().zip(&before) {
+        assert_eq!(entry.select(&[], 0, Some(*k)).unwrap().index, *t);
+    }
+    // Spread: each target holds a fair share.
+    for t in 0..3 {
+        let share = before.iter().filter(|&&i| i == t).count();
+        assert!((700..1300).contains(&share), "target {t}: {share} of 3000");
+    }
+    // Target 10.0.0.2 removed: only its keys move.
+    let mut smaller = p.clone();
+    smaller.targets.remove(1);
+    let entry2 = PoolEntry::compile(&smaller, |_, _| Arc::default());
+    let addr = |e: &PoolEntry, i: usize| e.targets()[i].addr;
+    for (k, t) in keys.iter().zip(&before) {
+        let now_at = addr(&entry2, entry2.select(&[], 0, Some(*k)).unwrap().index);
+        if *t != 1 {
+            assert_eq!(now_at, addr(&entry, *t), "a key of a kept target moved");
+        }
+    }
+    // An ejected target's keys go elsewhere; the others stay.
+    let policy = entry.failover().clone();
+    for _ in 0..policy.max_failures {
+        entry.targets()[0]
+            .state
+            .failed(FailureKind::Connect, &policy, 0);
+    }
+    for (k, t) in keys.iter().zip(&before) {
+        let i = entry.select(&[], 0, Some(*k)).unwrap().index;
+        if *t == 0 {
+            assert_ne!(i, 0);
+        } else {
+            assert_eq!(i, *t);
+        }
+    }
 }

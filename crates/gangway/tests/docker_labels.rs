@@ -209,3 +209,27 @@ fn conflicting_containers_are_reported_by_name() {
         assert_eq!(r.json()["uri"], "/api/x");
     }
 }
+
+#[test]
+fn weighted_containers_share_by_their_weight_label() {
+    let net = Network::create();
+    let heavy = backend(&net, "w.test")
+        .label("reverse-proxy.balance", "weighted")
+        .label("reverse-proxy.weight", "3")
+        .start();
+    let light = backend(&net, "w.test")
+        .label("reverse-proxy.balance", "weighted")
+        .start();
+    let g = start(gangway(&net));
+    wait_routed_to(&g, "w.test", heavy.name());
+    wait_routed_to(&g, "w.test", light.name());
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..40 {
+        let r = g.get("w.test", "/");
+        *counts
+            .entry(r.header("x-backend").unwrap_or("?").to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(counts.get(heavy.name()), Some(&30), "{counts:?}");
+    assert_eq!(counts.get(light.name()), Some(&10), "{counts:?}");
+}

@@ -12,6 +12,8 @@
 //!   headers (`Connection: x-hop-secret`, `x-hop-secret: 1`,
 //!   `Keep-Alive: timeout=5`) and an end-to-end one (`x-end-to-end: kept`);
 //!   `/stream?chunks=N&delay_ms=M` streams N chunks `chunk i\n`, M ms apart.
+//! - `BACKEND_DELAY_MS=N` delays every response's headers by N ms (a slow
+//!   backend).
 //! - Exits promptly on SIGTERM and SIGINT (it runs as PID 1 in a container).
 
 use bytes::Bytes;
@@ -179,6 +181,14 @@ async fn handle(req: Request<Incoming>, name: Arc<str>) -> Result<Response<RespB
             }
             Err(_) => break,
         }
+    }
+
+    // A slow backend: its response headers come after this delay.
+    if let Some(ms) = std::env::var("BACKEND_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
     let description = serde_json::json!({

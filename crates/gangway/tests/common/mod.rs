@@ -125,9 +125,14 @@ impl Backend {
     /// Starts a backend named `name` on a free port and waits until it
     /// listens. A port taken between choosing and binding is retried.
     pub fn start(name: &str) -> Backend {
+        Backend::start_with(name, &[])
+    }
+
+    /// Starts a backend with extra environment (`BACKEND_DELAY_MS`).
+    pub fn start_with(name: &str, env: &[(&str, &str)]) -> Backend {
         let mut last = String::new();
         for _ in 0..5 {
-            match Backend::try_start(name, free_port()) {
+            match Backend::try_start(name, free_port(), env) {
                 Ok(backend) => return backend,
                 Err(output) => last = output,
             }
@@ -137,18 +142,17 @@ impl Backend {
 
     /// Starts a backend on a given port (one that a stopped backend used).
     pub fn start_on(name: &str, port: u16) -> Backend {
-        Backend::try_start(name, port).unwrap_or_else(|output| {
+        Backend::try_start(name, port, &[]).unwrap_or_else(|output| {
             panic!("gangway-test-backend {name} did not start on {port}:\n{output}")
         })
     }
 
-    fn try_start(name: &str, port: u16) -> Result<Backend, String> {
+    fn try_start(name: &str, port: u16, env: &[(&str, &str)]) -> Result<Backend, String> {
         let port_arg = port.to_string();
-        let mut process = Gangway::spawn_with_args(
-            backend_binary(),
-            &["--port", port_arg.as_str()],
-            &[("BACKEND_NAME", name)],
-        );
+        let mut vars = vec![("BACKEND_NAME", name)];
+        vars.extend_from_slice(env);
+        let mut process =
+            Gangway::spawn_with_args(backend_binary(), &["--port", port_arg.as_str()], &vars);
         let listening = |p: &Gangway| p.lines().iter().any(|l| l.starts_with("listening on"));
         // Stop waiting early if it exits (its port was taken meanwhile).
         wait_until(WAIT, || listening(&process) || process.try_exit().is_some());
