@@ -264,6 +264,7 @@ impl Backends {
                 failover: Default::default(),
                 timeouts: Default::default(),
                 balance: unit.settings.balance,
+                health: None,
             });
         }
         (fragment, conflicts)

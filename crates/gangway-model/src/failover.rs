@@ -78,6 +78,55 @@ impl Default for Timeouts {
     }
 }
 
+/// An active HTTP health check of a pool's targets (seed 003): run off the
+/// request path, every `interval` (jittered), each target on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct HealthCheck {
+    /// The path requested (GET), such as `/healthz`.
+    pub path: String,
+    /// The `Host` header sent; none: the target's address.
+    pub host: Option<String>,
+    /// Time between checks of one target.
+    pub interval: Duration,
+    /// Time for an answer.
+    pub timeout: Duration,
+    /// Statuses that count as healthy, inclusive.
+    pub status: (u16, u16),
+    /// Passed checks in a row that bring a target back.
+    pub healthy_threshold: u32,
+    /// Failed checks in a row that take a target out.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: "/".into(),
+            host: None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            status: (200, 399),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+/// Parses `200-399` or `204`.
+pub fn parse_status_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("status {text:?} is not a status or range; write 200-399 or 204");
+    let (low, high) = match text.split_once('-') {
+        Some((l, h)) => (l.trim(), h.trim()),
+        None => (text.trim(), text.trim()),
+    };
+    let low: u16 = low.parse().map_err(|_| bad())?;
+    let high: u16 = high.parse().map_err(|_| bad())?;
+    if !(100..=599).contains(&low) || !(100..=599).contains(&high) || low > high {
+        return Err(bad());
+    }
+    Ok((low, high))
+}
+
 /// Parses `250ms`, `90s`, `15m`, `1h` (a whole number and a unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

@@ -6,7 +6,7 @@
 //! documents every key.
 
 use crate::balance::Balance;
-use crate::failover::{parse_duration, Failover, Retry, Timeouts};
+use crate::failover::{parse_duration, parse_status_range, Failover, HealthCheck, Retry, Timeouts};
 use crate::route::{
     Action, FieldMatch, HeaderOps, Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
 };
@@ -158,8 +158,21 @@ pub fn parse_file(
                 ));
                 Balance::default()
             });
+        let health = match pool.health.as_ref().map(HealthSpec::to_model).transpose() {
+            Ok(h) => h,
+            Err(message) => {
+                out.problems.push(problem(
+                    text,
+                    &span,
+                    Severity::Error,
+                    format!("pool {:?}: {message}", pool.name),
+                ));
+                None
+            }
+        };
         spans.insert(format!("pool {:?}", pool.name), span);
         out.fragment.pools.push(Pool {
+            health,
             name: pool.name.clone(),
             targets,
             failover,
@@ -461,6 +474,41 @@ struct PoolSpec {
     hash_on: Option<String>,
     failover: Option<FailoverSpec>,
     timeouts: Option<TimeoutsSpec>,
+    health: Option<HealthSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthSpec {
+    path: String,
+    host: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    status: Option<String>,
+    healthy: Option<u32>,
+    unhealthy: Option<u32>,
+}
+
+impl HealthSpec {
+    fn to_model(&self) -> Result<HealthCheck, String> {
+        let d = HealthCheck::default();
+        let duration = |key: &str, v: &Option<String>, default| match v {
+            None => Ok(default),
+            Some(text) => parse_duration(text).map_err(|e| format!("health.{key}: {e}")),
+        };
+        Ok(HealthCheck {
+            path: self.path.clone(),
+            host: self.host.clone(),
+            interval: duration("interval", &self.interval, d.interval)?,
+            timeout: duration("timeout", &self.timeout, d.timeout)?,
+            status: match &self.status {
+                None => d.status,
+                Some(s) => parse_status_range(s).map_err(|e| format!("health.{e}"))?,
+            },
+            healthy_threshold: self.healthy.unwrap_or(d.healthy_threshold),
+            unhealthy_threshold: self.unhealthy.unwrap_or(d.unhealthy_threshold),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,7 @@ mod snapshot;
 mod validate;
 
 pub use balance::{Balance, HashKey};
-pub use failover::{parse_duration, Failover, Retry, Timeouts};
+pub use failover::{parse_duration, parse_status_range, Failover, HealthCheck, Retry, Timeouts};
 pub use file::{parse_file, FileProblem, ParsedFile};
 pub use host::{normalize_host, validate_host_pattern, HostError, MAX_HOST_LEN};
 pub use route::{

@@ -2,7 +2,7 @@
 //! fragments that providers produce.
 
 use crate::balance::Balance;
-use crate::failover::{Failover, Timeouts};
+use crate::failover::{Failover, HealthCheck, Timeouts};
 use crate::route::{Action, Route};
 use serde::Serialize;
 use std::fmt;
@@ -62,6 +62,8 @@ pub struct Pool {
     pub timeouts: Timeouts,
     /// How requests are spread over the targets.
     pub balance: Balance,
+    /// The active health check, if any.
+    pub health: Option<HealthCheck>,
 }
 
 /// An extra port to serve, declared in the configuration file (the ports
@@ -261,6 +263,7 @@ mod tests {
                 failover: Failover::default(),
                 timeouts: Timeouts::default(),
                 balance: Balance::default(),
+                health: None,
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

@@ -69,6 +69,23 @@ pub fn validate(fragment: &Fragment) -> Vec<Problem> {
         if pool.targets.iter().any(|t| t.weight == 0) {
             problems.push(error(&subject, "a target's weight must be at least 1"));
         }
+        if let Some(h) = &pool.health {
+            if !h.path.starts_with('/') {
+                problems.push(error(
+                    &subject,
+                    format!("health.path {:?} must start with '/'", h.path),
+                ));
+            }
+            if h.interval.is_zero() || h.timeout.is_zero() {
+                problems.push(error(
+                    &subject,
+                    "health.interval and health.timeout must be longer than 0",
+                ));
+            }
+            if h.healthy_threshold == 0 || h.unhealthy_threshold == 0 {
+                problems.push(error(&subject, "health thresholds must be at least 1"));
+            }
+        }
         let t = &pool.timeouts;
         if t.connect.is_zero() || t.response_header.is_zero() {
             problems.push(error(&subject, "timeouts must be longer than 0"));
@@ -431,6 +448,7 @@ mod tests {
                 failover: Default::default(),
                 timeouts: Default::default(),
                 balance: Default::default(),
+                health: None,
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

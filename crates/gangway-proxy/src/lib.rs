@@ -8,6 +8,7 @@
 mod body;
 mod handler;
 pub mod headers;
+mod health;
 pub mod listener;
 mod server;
 mod static_files;
@@ -17,6 +18,7 @@ mod upstream;
 
 pub use body::{BodyError, ResponseBody};
 pub use handler::{Connection, Proxy};
+pub use health::run_health_checks;
 pub use server::{serve, Listener};
 pub use statistics::statistics_json;
 

@@ -131,6 +131,7 @@ fn pool(name: String, n: usize) -> Pool {
         failover: Default::default(),
         timeouts: Default::default(),
         balance: Default::default(),
+        health: None,
         name,
         targets: vec![target(n, 8080), target(n, 8081)],
     }

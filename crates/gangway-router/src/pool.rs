@@ -1,7 +1,7 @@
 //! Compiled upstream pools and their targets.
 
 use crate::target::{Admission, TargetState};
-use gangway_model::{Balance, Failover, Pool, Target, Timeouts};
+use gangway_model::{Balance, Failover, HealthCheck, Pool, Target, Timeouts};
 use http::uri::Authority;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +33,7 @@ pub struct PoolEntry {
     failover: Failover,
     timeouts: Timeouts,
     balance: Balance,
+    health: Option<HealthCheck>,
     /// Smooth weighted round robin's running weights (nginx's algorithm);
     /// locked only for the few additions of one pick.
     weighted: Mutex<Vec<i64>>,
@@ -87,9 +88,15 @@ impl PoolEntry {
             failover: pool.failover.clone(),
             timeouts: pool.timeouts,
             balance: pool.balance.clone(),
+            health: pool.health.clone(),
             ring,
             panic: AtomicBool::new(false),
         }
+    }
+
+    /// The pool's active health check, if any.
+    pub fn health(&self) -> Option<&HealthCheck> {
+        self.health.as_ref()
     }
 
     /// The pool's balancing policy.
@@ -158,7 +165,7 @@ impl PoolEntry {
                 }
             }
         }
-        let all_ejected = self.targets.iter().all(|t| t.state.is_ejected(now));
+        let all_ejected = self.targets.iter().all(|t| t.state.is_out(now));
         if !all_ejected {
             return None;
         }

@@ -4,7 +4,7 @@
 
 use gangway_model::Failover;
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,11 @@ pub struct TargetState {
     trial: AtomicBool,
     /// Moving average of the time to response headers, in microseconds.
     latency_us: AtomicU64,
+    /// Out of service by the pool's active health check.
+    checked_down: AtomicBool,
+    /// Health checks in a row with the same result: positive for passes,
+    /// negative for failures.
+    check_streak: AtomicI64,
 }
 
 /// How a target may be used right now.
@@ -79,6 +84,9 @@ impl TargetState {
     /// Whether a request may go to the target now; claims the trial when
     /// the cooldown is over.
     pub fn admit(&self, now: u64) -> Admission {
+        if self.checked_down.load(Ordering::Acquire) {
+            return Admission::Closed;
+        }
         let until = self.ejected_until.load(Ordering::Acquire);
         if until == 0 {
             return Admission::Open;
@@ -98,6 +106,9 @@ impl TargetState {
     /// Whether a request could go to the target now (in service, or due for
     /// its trial), without claiming anything.
     pub fn available(&self, now: u64) -> bool {
+        if self.checked_down.load(Ordering::Acquire) {
+            return false;
+        }
         let until = self.ejected_until.load(Ordering::Acquire);
         until == 0 || (now >= until && !self.trial.load(Ordering::Acquire))
     }
@@ -128,8 +139,12 @@ impl TargetState {
         self.latency_us.load(Ordering::Relaxed)
     }
 
-    /// Whether the target is ejected now (for statistics and panic mode).
-    pub fn is_ejected(&self, now: u64) -> bool {
+    /// Whether the target is out of service now: ejected, or down by its
+    /// health check (for panic mode).
+    pub fn is_out(&self, now: u64) -> bool {
+        if self.checked_down.load(Ordering::Acquire) {
+            return true;
+        }
         let until = self.ejected_until.load(Ordering::Acquire);
         until != 0 && (now < until || self.trial.load(Ordering::Acquire))
     }
@@ -189,6 +204,33 @@ impl TargetState {
         Verdict::Ejected(cooldown)
     }
 
+    /// Records one health check; returns `Some(up)` when the target goes
+    /// down (`unhealthy` failures in a row) or comes back up (`healthy`
+    /// passes in a row).
+    pub fn record_check(&self, passed: bool, healthy: u32, unhealthy: u32) -> Option<bool> {
+        let streak = if passed {
+            self.check_streak
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(s.max(0) + 1))
+                .map_or(1, |s| s.max(0) + 1)
+        } else {
+            self.check_streak
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(s.min(0) - 1))
+                .map_or(-1, |s| s.min(0) - 1)
+        };
+        let down = self.checked_down.load(Ordering::Acquire);
+        if !down && streak <= -i64::from(unhealthy) {
+            self.checked_down.store(true, Ordering::Release);
+            return Some(false);
+        }
+        if down && streak >= i64::from(healthy) {
+            self.checked_down.store(false, Ordering::Release);
+            // A target the check finds healthy again starts with a clean slate.
+            self.succeeded();
+            return Some(true);
+        }
+        None
+    }
+
     /// The figures at this moment.
     pub fn report(&self, now: u64) -> TargetHealthReport {
         let until = self.ejected_until.load(Ordering::Acquire);
@@ -202,7 +244,9 @@ impl TargetState {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
-            state: if until == 0 {
+            state: if self.checked_down.load(Ordering::Acquire) {
+                "down"
+            } else if until == 0 {
                 "healthy"
             } else if now < until {
                 "ejected"
@@ -234,7 +278,8 @@ pub struct TargetHealthReport {
     pub consecutive_failures: u32,
     /// Times ejected.
     pub ejections: u64,
-    /// `healthy`, `ejected`, or `trial` (cooldown over, next request tests it).
+    /// `healthy`, `ejected`, `trial` (cooldown over, next request tests
+    /// it), or `down` (by the active health check).
     pub state: &'static str,
     /// For `ejected`: how long until its trial.
     pub ejected_for_ms: u64,
@@ -268,7 +313,7 @@ mod tests {
             Verdict::Ejected(Duration::from_secs(90))
         );
         assert_eq!(t.admit(50_000), Admission::Closed);
-        assert!(t.is_ejected(50_000));
+        assert!(t.is_out(50_000));
         // Cooldown over: exactly one request gets the trial.
         assert_eq!(t.admit(91_000), Admission::Trial);
         assert_eq!(t.admit(91_000), Admission::Closed);
@@ -297,5 +342,22 @@ mod tests {
             t.failed(FailureKind::Connect, &p, 700_000),
             Verdict::Ejected(Duration::from_secs(90))
         );
+    }
+
+    #[test]
+    fn health_checks_take_a_target_out_and_bring_it_back_with_thresholds() {
+        let t = TargetState::default();
+        assert_eq!(t.record_check(false, 2, 3), None);
+        assert_eq!(t.record_check(false, 2, 3), None);
+        assert_eq!(t.record_check(true, 2, 3), None, "a pass breaks the streak");
+        assert_eq!(t.record_check(false, 2, 3), None);
+        assert_eq!(t.record_check(false, 2, 3), None);
+        assert_eq!(t.record_check(false, 2, 3), Some(false));
+        assert_eq!(t.admit(0), Admission::Closed);
+        assert!(t.is_out(0));
+        assert_eq!(t.report(0).state, "down");
+        assert_eq!(t.record_check(true, 2, 3), None);
+        assert_eq!(t.record_check(true, 2, 3), Some(true));
+        assert_eq!(t.admit(0), Admission::Open);
     }
 }

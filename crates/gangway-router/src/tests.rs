@@ -13,6 +13,7 @@ fn pool(name: &str, addrs: &[&str]) -> Pool {
         failover: Default::default(),
         timeouts: Default::default(),
         balance: Default::default(),
+        health: None,
         name: name.into(),
         targets: addrs
             .iter()

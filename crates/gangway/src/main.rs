@@ -100,6 +100,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         let ready = Arc::new(AtomicBool::new(false));
         let routes = routing::Routes::new(Arc::clone(&ready));
         let proxy = Arc::new(gangway_proxy::Proxy::new(routes.table()));
+        tokio::spawn(gangway_proxy::run_health_checks(routes.table()));
         let mut reserved = vec![
             (settings.http_port, "HTTP_PORT"),
             (settings.control_plane_addr.port(), "CONTROL_PLANE_ADDR"),

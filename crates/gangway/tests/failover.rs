@@ -388,3 +388,86 @@ fn a_backend_that_never_answers_times_out_and_the_next_one_answers() {
     }
     assert!(saw_502, "a POST met the silent backend and was not retried");
 }
+
+const FAST_CHECK: &str = r#"health = { path = "/status/200", interval = "150ms", timeout = "300ms", healthy = 2, unhealthy = 2 }"#;
+
+#[test]
+fn an_active_health_check_takes_a_silent_backend_out_before_any_request() {
+    let dir = TempDir::new();
+    let silent = Hangup::start(Duration::from_secs(2));
+    let good = Backend::start("good");
+    let g = start_pool(&dir, &[silent.target(), good.target()], FAST_CHECK);
+    let down = g
+        .wait_for_message(
+            "health check: target down",
+            |v| v["upstream"] == silent.target(),
+            WAIT,
+        )
+        .unwrap_or_else(|| panic!("no down line:\n{}", g.output()));
+    assert!(
+        down["reason"].as_str().unwrap().contains("no answer"),
+        "{down}"
+    );
+    assert_eq!(
+        tally(&g, 20),
+        BTreeMap::from([("good".to_owned(), 20)]),
+        "no request waits on the silent backend"
+    );
+    let stats = target_stats(&g, &silent.target());
+    assert_eq!(stats["state"], "down", "{stats}");
+    assert_eq!(
+        stats["requests"], 0,
+        "health checks are not requests: {stats}"
+    );
+}
+
+#[test]
+fn a_backend_that_comes_back_passes_its_checks_and_is_used_again() {
+    let dir = TempDir::new();
+    let good = Backend::start("good");
+    let flaky = Backend::start("flaky");
+    let port = flaky.port;
+    let g = start_pool(&dir, &[good.target(), flaky.target()], FAST_CHECK);
+    assert!(wait_until(WAIT, || tally(&g, 2).contains_key("flaky")));
+    drop(flaky);
+    assert!(
+        g.wait_for_message(
+            "health check: target down",
+            |v| v["upstream"] == format!("127.0.0.1:{port}"),
+            WAIT
+        )
+        .is_some(),
+        "{}",
+        g.output()
+    );
+    let _back = Backend::start_on("flaky", port);
+    assert!(
+        g.wait_for_message(
+            "health check: target up",
+            |v| v["upstream"] == format!("127.0.0.1:{port}"),
+            WAIT
+        )
+        .is_some(),
+        "{}",
+        g.output()
+    );
+    let counts = tally(&g, 10);
+    assert_eq!(counts.get("flaky"), Some(&5), "{counts:?}");
+}
+
+#[test]
+fn a_status_outside_the_expected_range_fails_the_check() {
+    let dir = TempDir::new();
+    let b = Backend::start("b");
+    let g = start_pool(
+        &dir,
+        &[b.target()],
+        r#"health = { path = "/status/503", interval = "150ms", status = "200-299", unhealthy = 1 }"#,
+    );
+    let down = g
+        .wait_for_message("health check: target down", |_| true, WAIT)
+        .unwrap_or_else(|| panic!("{}", g.output()));
+    assert_eq!(down["reason"], "status 503", "{down}");
+    // The only target is down: panic mode still sends requests to it.
+    assert_eq!(g.get("app.test", "/").status, 200);
+}
