@@ -5,16 +5,20 @@
 //! with `<name>.<key>` (`reverse-proxy.admin.host`), for a container that
 //! serves several ports or sites. `docs/labels.md` lists every key.
 
-use gangway_model::{validate_host_pattern, Balance, FieldMatch, PathMatch, ValueMatch};
+use gangway_model::{
+    parse_duration, validate_host_pattern, Balance, FieldMatch, PathMatch, ValueMatch,
+};
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 use thiserror::Error;
 
 /// The port a container is reached on when `<prefix>port` is absent.
 pub const DEFAULT_PORT: u16 = 80;
 
 /// The keys a route's labels may use, besides `header.<Name>`.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "host",
+    "route-while-starting",
     "weight",
     "balance",
     "hash-on",
@@ -53,6 +57,9 @@ pub struct RouteLabels {
     pub weight: u32,
     /// How the route's pool spreads requests.
     pub balance: Balance,
+    /// How long after its start a container whose Docker health check
+    /// still says `starting` is routed anyway.
+    pub starting_grace: Option<Duration>,
 }
 
 /// Why a container's labels cannot be used; the message names the label,
@@ -379,7 +386,19 @@ fn parse_route(
         }
     };
 
+    let starting_grace = match keys.get("route-while-starting") {
+        None => None,
+        Some(&(label, value)) => Some(parse_duration(value).map_err(|e| {
+            error(
+                label,
+                value,
+                format!("{e}; it is how long a starting container is routed"),
+            )
+        })?),
+    };
+
     Ok(RouteLabels {
+        starting_grace,
         balance,
         weight,
         name: (!name.is_empty()).then(|| name.to_owned()),

@@ -137,9 +137,35 @@ impl Provider {
             .build();
         let mut events = docker.events(Some(options));
         self.sync(&docker).await.map_err(|e| (e, false))?;
-        while let Some(event) = events.next().await {
-            let event = event.map_err(|e| (e.into(), true))?;
-            self.on_event(&docker, event).await.map_err(|e| (e, true))?;
+        loop {
+            // Containers routed on a `route-while-starting` grace are looked
+            // at again when it ends.
+            let (ended, next) = self.backends.graces(SystemTime::now());
+            for id in ended {
+                let changed = self
+                    .refresh(&docker, &id, false)
+                    .await
+                    .map_err(|e| (e, true))?;
+                if changed {
+                    self.publish_update(
+                        format!("container {} starting grace over", short(&id)),
+                        UpdateKind::Event,
+                        None,
+                        false,
+                    );
+                }
+            }
+            let wait = next
+                .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                event = events.next() => {
+                    let Some(event) = event else { break };
+                    let event = event.map_err(|e| (e.into(), true))?;
+                    self.on_event(&docker, event).await.map_err(|e| (e, true))?;
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
         }
         Err((ConnectionLost::StreamEnded, true))
     }
@@ -352,7 +378,7 @@ impl Provider {
             label: label.map(str::to_owned),
             problem,
         };
-        match classify(facts, prefix, &self.settings.network) {
+        match classify(facts, prefix, &self.settings.network, SystemTime::now()) {
             Classified::Routed(backend) => {
                 self.status.set(&facts.id, report("routed", None, None));
                 let before = self.backends.insert(facts.id.clone(), backend.clone());
@@ -545,5 +571,47 @@ fn facts_from(response: ContainerInspectResponse) -> ContainerFacts {
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty() && s != "none"),
         networks,
+        started_at: state.started_at.as_deref().and_then(parse_rfc3339),
+    }
+}
+
+/// Docker's timestamps: `2026-11-24T15:47:01.123456789Z` (always UTC).
+fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (t.next()??, t.next()??, t.next()??);
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let nanos: u32 = format!("{fraction:0<9}").get(..9)?.parse().ok()?;
+    Some(UNIX_EPOCH + Duration::new(days * 86_400 + h * 3600 + m * 60 + s, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_timestamps() {
+        let t = parse_rfc3339("2026-11-24T15:47:01.5Z").unwrap();
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap(),
+            Duration::new(1_795_535_221, 500_000_000)
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(
+            parse_rfc3339("0001-01-01T00:00:00Z"),
+            None,
+            "Docker's zero time"
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

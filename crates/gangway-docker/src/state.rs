@@ -8,6 +8,7 @@ use gangway_model::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
 
 /// The facts about one container that routing depends on, as read from
 /// `GET /containers/{id}/json`.
@@ -29,6 +30,8 @@ pub struct ContainerFacts {
     /// The networks the container is attached to, with its address on each
     /// (none while it is stopped).
     pub networks: HashMap<String, Option<IpAddr>>,
+    /// When its process last started.
+    pub started_at: Option<SystemTime>,
 }
 
 /// How a container relates to routing.
@@ -61,6 +64,9 @@ pub struct Backend {
     /// Set between a terminating `kill` and the next `start`: the container
     /// is shutting down even though Docker still reports it running.
     pub stopping: bool,
+    /// Routed while `starting` until this moment (`route-while-starting`):
+    /// then it is inspected again.
+    pub grace_until: Option<SystemTime>,
 }
 
 impl Backend {
@@ -96,7 +102,12 @@ impl Backend {
 }
 
 /// Decides what a container means for routing.
-pub fn classify(facts: &ContainerFacts, prefix: &str, network: &str) -> Classified {
+pub fn classify(
+    facts: &ContainerFacts,
+    prefix: &str,
+    network: &str,
+    now: SystemTime,
+) -> Classified {
     let routes = match parse_labels(&facts.labels, prefix) {
         Ok(routes) if routes.is_empty() => return Classified::NotLabelled,
         Ok(routes) => routes,
@@ -107,13 +118,28 @@ pub fn classify(facts: &ContainerFacts, prefix: &str, network: &str) -> Classifi
         attached.sort();
         return Classified::OffNetwork { attached };
     };
-    let healthy = !matches!(facts.health.as_deref(), Some("starting" | "unhealthy"));
+    // A container whose health check still says `starting` is routed only
+    // when its labels opt in, and only for the grace they give.
+    let grace = routes.iter().filter_map(|r| r.starting_grace).max();
+    let mut grace_until = None;
+    let healthy = match facts.health.as_deref() {
+        Some("unhealthy") => false,
+        Some("starting") => match (grace, facts.started_at) {
+            (Some(grace), Some(started)) if now < started + grace => {
+                grace_until = Some(started + grace);
+                true
+            }
+            _ => false,
+        },
+        _ => true,
+    };
     Classified::Routed(Backend {
         name: facts.name.clone(),
         routes,
         ip: *ip,
         serving: facts.running && !facts.paused && healthy,
         stopping: false,
+        grace_until,
     })
 }
 
@@ -154,6 +180,21 @@ impl Backends {
         let before = backend.clone();
         change(backend);
         Some((before, backend.clone()))
+    }
+
+    /// The containers routed on a grace that has ended by `now`, and the
+    /// end of the next grace still running.
+    pub fn graces(&self, now: SystemTime) -> (Vec<String>, Option<SystemTime>) {
+        let mut ended = Vec::new();
+        let mut next = None;
+        for (id, b) in &self.by_id {
+            match b.grace_until {
+                Some(t) if t <= now => ended.push(id.clone()),
+                Some(t) => next = Some(next.map_or(t, |n: SystemTime| n.min(t))),
+                None => {}
+            }
+        }
+        (ended, next)
     }
 
     /// All container ids.
@@ -378,7 +419,7 @@ mod tests {
     }
 
     fn routed(facts: &ContainerFacts) -> Backend {
-        match classify(facts, PREFIX, NET) {
+        match classify(facts, PREFIX, NET, SystemTime::now()) {
             Classified::Routed(backend) => backend,
             other => panic!("not routed: {other:?}"),
         }
@@ -455,18 +496,21 @@ mod tests {
         let mut f = facts("web", "web.test", "10.0.0.2");
         f.networks = HashMap::from([("bridge".into(), None), ("other".into(), None)]);
         assert_eq!(
-            classify(&f, PREFIX, NET),
+            classify(&f, PREFIX, NET, SystemTime::now()),
             Classified::OffNetwork {
                 attached: vec!["bridge".into(), "other".into()]
             }
         );
         f.labels.insert("reverse-proxy.port".into(), "abc".into());
         assert!(matches!(
-            classify(&f, PREFIX, NET),
+            classify(&f, PREFIX, NET, SystemTime::now()),
             Classified::BadLabels(_)
         ));
         f.labels.clear();
-        assert_eq!(classify(&f, PREFIX, NET), Classified::NotLabelled);
+        assert_eq!(
+            classify(&f, PREFIX, NET, SystemTime::now()),
+            Classified::NotLabelled
+        );
     }
 
     #[test]
@@ -524,5 +568,25 @@ mod tests {
             .find(|p| p.name == "admin.test")
             .unwrap();
         assert_eq!(admin.targets[0].addr, "10.0.0.2:9090".parse().unwrap());
+    }
+
+    #[test]
+    fn a_starting_container_is_routed_only_within_its_opt_in_grace() {
+        let started = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let mut f = facts("slow", "slow.test", "10.0.0.2");
+        f.health = Some("starting".into());
+        f.started_at = Some(started);
+        let at = |secs| started + std::time::Duration::from_secs(secs);
+        let serving = |f: &ContainerFacts, now| match classify(f, PREFIX, NET, now) {
+            Classified::Routed(b) => b.serving_ip().is_some(),
+            other => panic!("{other:?}"),
+        };
+        assert!(!serving(&f, at(5)), "no opt-in: not routed while starting");
+        f.labels
+            .insert("reverse-proxy.route-while-starting".into(), "30s".into());
+        assert!(serving(&f, at(5)));
+        assert!(!serving(&f, at(31)), "the grace is over");
+        f.health = Some("healthy".into());
+        assert!(serving(&f, at(31)));
     }
 }
