@@ -10,6 +10,7 @@ mod handler;
 pub mod headers;
 mod health;
 pub mod listener;
+mod metrics;
 mod server;
 mod static_files;
 mod statistics;
@@ -19,6 +20,7 @@ mod upstream;
 pub use body::{BodyError, ResponseBody};
 pub use handler::{Connection, Proxy};
 pub use health::run_health_checks;
+pub use metrics::prometheus_metrics;
 pub use server::{serve, Listener};
 pub use statistics::statistics_json;
 

@@ -25,7 +25,9 @@ pub use route::{
     Rejection,
 };
 pub use stats::{RouteCounters, RouteStats};
-pub use target::{now_ms, Admission, FailureKind, TargetHealthReport, TargetState, Verdict};
+pub use target::{
+    now_ms, Admission, FailureKind, TargetHealthReport, TargetState, Verdict, LATENCY_BUCKETS_MS,
+};
 
 use gangway_model::{normalize_host, rank_key, ErrorPage, Snapshot, MAX_HOST_LEN};
 use rustc_hash::FxHashMap;

@@ -15,6 +15,11 @@ pub fn now_ms() -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Upper bounds (inclusive, milliseconds) of the latency histogram.
+pub const LATENCY_BUCKETS_MS: [f64; 14] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
 /// Why a request to a target failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +67,11 @@ pub struct TargetState {
     trial: AtomicBool,
     /// Moving average of the time to response headers, in microseconds.
     latency_us: AtomicU64,
+    /// Times to response headers, by bucket of [`LATENCY_BUCKETS_MS`]
+    /// (the last one: longer than all).
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    /// Sum of those times, in microseconds.
+    latency_sum_us: AtomicU64,
     /// Out of service by the pool's active health check.
     checked_down: AtomicBool,
     /// Health checks in a row with the same result: positive for passes,
@@ -125,6 +135,13 @@ impl TargetState {
         let sample = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
+        let ms = latency.as_secs_f64() * 1000.0;
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(sample, Ordering::Relaxed);
         let old = self.latency_us.load(Ordering::Relaxed);
         let new = if old == 0 {
             sample
@@ -132,6 +149,18 @@ impl TargetState {
             (old * 4 + sample) / 5
         };
         self.latency_us.store(new, Ordering::Relaxed);
+    }
+
+    /// The latency histogram: counts per bucket of [`LATENCY_BUCKETS_MS`]
+    /// (plus one for longer), and the sum in microseconds.
+    pub fn latency_histogram(&self) -> (Vec<u64>, u64) {
+        (
+            self.latency_buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            self.latency_sum_us.load(Ordering::Relaxed),
+        )
     }
 
     /// The moving average of the time to response headers (0: none yet).
@@ -204,6 +233,30 @@ impl TargetState {
         Verdict::Ejected(cooldown)
     }
 
+    /// The upper bound of the histogram bucket holding quantile `q`
+    /// (the longest bucket's bound when it is in the overflow).
+    fn latency_quantile(&self, q: f64) -> Option<f64> {
+        let (counts, _) = self.latency_histogram();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(
+                    LATENCY_BUCKETS_MS
+                        .get(i)
+                        .copied()
+                        .unwrap_or(LATENCY_BUCKETS_MS[LATENCY_BUCKETS_MS.len() - 1]),
+                );
+            }
+        }
+        None
+    }
+
     /// Records one health check; returns `Some(up)` when the target goes
     /// down (`unhealthy` failures in a row) or comes back up (`healthy`
     /// passes in a row).
@@ -255,6 +308,8 @@ impl TargetState {
             },
             ejected_for_ms: until.saturating_sub(now),
             latency_ewma_ms: self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            latency_p50_ms: self.latency_quantile(0.5),
+            latency_p99_ms: self.latency_quantile(0.99),
         }
     }
 }
@@ -285,6 +340,11 @@ pub struct TargetHealthReport {
     pub ejected_for_ms: u64,
     /// Moving average of the time to response headers.
     pub latency_ewma_ms: f64,
+    /// Median time to response headers: the upper bound of the histogram
+    /// bucket it falls in (null before the first response).
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile, the same way.
+    pub latency_p99_ms: Option<f64>,
 }
 
 #[cfg(test)]
@@ -359,5 +419,22 @@ mod tests {
         assert_eq!(t.record_check(true, 2, 3), None);
         assert_eq!(t.record_check(true, 2, 3), Some(true));
         assert_eq!(t.admit(0), Admission::Open);
+    }
+
+    #[test]
+    fn latency_quantiles_from_the_histogram() {
+        let t = TargetState::default();
+        assert_eq!(t.report(0).latency_p50_ms, None);
+        for _ in 0..98 {
+            t.observe_latency(Duration::from_micros(800));
+        }
+        t.observe_latency(Duration::from_millis(40));
+        t.observe_latency(Duration::from_millis(400));
+        let r = t.report(0);
+        assert_eq!(r.latency_p50_ms, Some(1.0));
+        assert_eq!(r.latency_p99_ms, Some(50.0));
+        let (counts, sum) = t.latency_histogram();
+        assert_eq!(counts.iter().sum::<u64>(), 100);
+        assert_eq!(sum, 98 * 800 + 40_000 + 400_000);
     }
 }

@@ -1,5 +1,6 @@
-//! The admin listener: liveness, readiness, `/api/v1/explain` and
-//! `/api/v1/docker/containers` now, the rest of the REST API later. It is a separate socket, so no proxied route
+//! The admin listener: liveness, readiness, Prometheus `/metrics`,
+//! `/api/v1/stats`, `/api/v1/explain` and `/api/v1/docker/containers` now,
+//! the rest of the REST API later. It is a separate socket, so no proxied route
 //! can ever reach it.
 
 use arc_swap::ArcSwap;
@@ -51,6 +52,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
 fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/api/v1/explain" => return explain(req, state),
+        "/metrics" => {
+            let body = gangway_proxy::prometheus_metrics(&state.table.load());
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return response;
+        }
         "/api/v1/stats" => {
             let body = gangway_proxy::statistics_json(&state.table.load());
             let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -137,6 +137,44 @@ fn all_healthy_round_robin_calls_each_equally() {
     let counts = tally(&g, 90);
     let expected: BTreeMap<String, usize> = (0..3).map(|i| (format!("b{i}"), 30)).collect();
     assert_eq!(counts, expected);
+
+    // The same figures for Prometheus, and the latency percentiles.
+    let metrics = g.admin_get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{metrics:#?}"
+    );
+    for line in metrics.body.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad value in {line:?}");
+        assert!(series.starts_with("gangway_"), "{line:?}");
+    }
+    for t in &targets {
+        let sent = format!(
+            "gangway_target_requests_total{{pool=\"file/app\",target=\"{t}\",container=\"{t}\"}} 30"
+        );
+        assert!(
+            metrics.body.contains(&sent),
+            "no {sent:?} in\n{}",
+            metrics.body
+        );
+        let count = format!(
+            "gangway_target_response_seconds_count{{pool=\"file/app\",target=\"{t}\",container=\"{t}\"}} 30"
+        );
+        assert!(metrics.body.contains(&count), "no {count:?}");
+        let up =
+            format!("gangway_target_up{{pool=\"file/app\",target=\"{t}\",container=\"{t}\"}} 1");
+        assert!(metrics.body.contains(&up), "no {up:?}");
+    }
+    assert!(metrics
+        .body
+        .contains("gangway_route_requests_total{route=\"file/app\",class=\"2xx\"} 90"));
+    let stats = target_stats(&g, &targets[0]);
+    assert!(stats["latency_p50_ms"].as_f64().is_some(), "{stats}");
+    assert!(stats["latency_p99_ms"].as_f64().is_some(), "{stats}");
 }
 
 #[test]
