@@ -179,6 +179,14 @@ impl ContainerSpec {
         spec
     }
 
+    /// The backend with a Docker HEALTHCHECK: `starting` until the test
+    /// requests `/health/ok` from it, `unhealthy` after `/health/fail`.
+    pub fn backend_with_healthcheck() -> ContainerSpec {
+        let mut spec = ContainerSpec::new(crate::image::backend_image_with_healthcheck());
+        spec.backend_name_env = true;
+        spec
+    }
+
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self

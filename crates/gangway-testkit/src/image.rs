@@ -38,6 +38,35 @@ pub fn backend_image() -> String {
     image_from_binary(&backend_binary(), "backend")
 }
 
+/// The backend image with a Docker HEALTHCHECK: `/backend --probe` every
+/// 300 ms; `starting` until a probe passes (a 60 s start period), then one
+/// failure makes it unhealthy. Built from
+/// [`backend_image`] by `docker commit --change`, once per backend build.
+pub fn backend_image_with_healthcheck() -> String {
+    let base = backend_image();
+    let tag = base.replacen("gangway-test-backend:", "gangway-test-backend-hc:", 1) + "-sp60";
+    if docker_try(["image", "inspect", "--format", "{{.Id}}", &tag]).is_ok() {
+        return tag;
+    }
+    let container = docker(["create", base.as_str()]);
+    let container = container.trim();
+    let committed = docker_try([
+        "commit",
+        "--change",
+        r#"HEALTHCHECK --interval=300ms --timeout=2s --start-period=60s --retries=1 CMD ["/backend","--probe"]"#,
+        container,
+        tag.as_str(),
+    ]);
+    let _ = docker_try(["rm", "-f", container]);
+    if let Err(e) = committed {
+        // Another test process may have committed the same tag meanwhile.
+        if docker_try(["image", "inspect", "--format", "{{.Id}}", &tag]).is_err() {
+            panic!("cannot build {tag}: {e}");
+        }
+    }
+    tag
+}
+
 /// An image `gangway-test-<name>:<hash of the binary>` whose root file system
 /// holds the binary at `/<name>` (its entrypoint) and the shared libraries it
 /// needs at their absolute paths. Built at most once per binary content:

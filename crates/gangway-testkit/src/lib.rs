@@ -22,7 +22,9 @@ mod util;
 
 pub use curl::{curl, get, parse_curl_output, CurlResult};
 pub use docker::{docker, docker_try, Container, ContainerSpec, Network, TEST_LABEL};
-pub use image::{backend_binary, backend_image, image_from_binary, parse_ldd};
+pub use image::{
+    backend_binary, backend_image, backend_image_with_healthcheck, image_from_binary, parse_ldd,
+};
 pub use process::{Gangway, GangwayBuilder};
 pub use relay::SocketRelay;
 pub use util::{free_port, make_cert, unique_name, wait_until, wait_until_some, TempDir};

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use gangway_testkit::{curl, Network};
+use gangway_testkit::{curl, ContainerSpec, Network};
 
 #[test]
 fn path_strip_prefix_methods_headers_and_priority() {
@@ -232,4 +232,66 @@ fn weighted_containers_share_by_their_weight_label() {
     }
     assert_eq!(counts.get(heavy.name()), Some(&30), "{counts:?}");
     assert_eq!(counts.get(light.name()), Some(&10), "{counts:?}");
+}
+
+/// Sets the Docker health a container's probe reports, by asking the
+/// backend itself on the test network.
+fn set_health(c: &gangway_testkit::Container, net: &Network, ok: bool) {
+    let path = if ok { "/health/ok" } else { "/health/fail" };
+    let r = curl([format!("http://{}:80{path}", c.ip_on(net))]);
+    assert_eq!(r.status, 200, "{r:#?}");
+}
+
+#[test]
+fn docker_health_states_decide_routing() {
+    let net = Network::create();
+    let c = ContainerSpec::backend_with_healthcheck()
+        .network(&net)
+        .label("reverse-proxy.host", "hc.test")
+        .start();
+    let g = start(gangway(&net));
+    // Health check defined, not passed yet: `starting`, not routed.
+    assert_eq!(c.inspect("{{.State.Health.Status}}"), "starting");
+    assert_eq!(g.get("hc.test", "/").status, 503);
+
+    set_health(&c, &net, true);
+    wait_routed_to(&g, "hc.test", c.name());
+
+    set_health(&c, &net, false);
+    wait_status(&g, "hc.test", 503);
+    assert_eq!(c.inspect("{{.State.Health.Status}}"), "unhealthy");
+
+    set_health(&c, &net, true);
+    wait_routed_to(&g, "hc.test", c.name());
+}
+
+#[test]
+fn route_while_starting_routes_a_starting_container_for_its_grace() {
+    let net = Network::create();
+    let c = ContainerSpec::backend_with_healthcheck()
+        .network(&net)
+        .label("reverse-proxy.host", "slowstart.test")
+        .label("reverse-proxy.route-while-starting", "4s")
+        .start();
+    let g = start(gangway(&net));
+    assert_eq!(c.inspect("{{.State.Health.Status}}"), "starting");
+    // Routed while starting, within 4 s of its start...
+    let r = g.get("slowstart.test", "/");
+    assert_eq!(r.status, 200, "{r:#?}\n{}", g.output());
+    // ...and not after, while the health check still has not passed.
+    wait_status(&g, "slowstart.test", 503);
+    assert!(
+        g.wait_for_message(
+            "routing table updated",
+            |v| v["cause"]
+                .as_str()
+                .is_some_and(|c| c.contains("starting grace over")),
+            WAIT
+        )
+        .is_some(),
+        "{}",
+        g.output()
+    );
+    set_health(&c, &net, true);
+    wait_routed_to(&g, "slowstart.test", c.name());
 }

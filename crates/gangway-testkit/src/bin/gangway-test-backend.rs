@@ -12,6 +12,9 @@
 //!   headers (`Connection: x-hop-secret`, `x-hop-secret: 1`,
 //!   `Keep-Alive: timeout=5`) and an end-to-end one (`x-end-to-end: kept`);
 //!   `/stream?chunks=N&delay_ms=M` streams N chunks `chunk i\n`, M ms apart.
+//! - `/health/ok` and `/health/fail` create and remove `/healthy`;
+//!   `gangway-test-backend --probe` exits 0 while it exists: a Docker
+//!   HEALTHCHECK for an image without a shell.
 //! - `BACKEND_DELAY_MS=N` delays every response's headers by N ms (a slow
 //!   backend).
 //! - Exits promptly on SIGTERM and SIGINT (it runs as PID 1 in a container).
@@ -36,7 +39,19 @@ use tokio::sync::mpsc;
 
 type RespBody = BoxBody<Bytes, Infallible>;
 
+/// The file whose presence makes `--probe` (a Docker HEALTHCHECK) pass.
+const HEALTH_FILE: &str = "/healthy";
+
 fn main() {
+    // `gangway-test-backend --probe`: a Docker HEALTHCHECK command, with no
+    // shell in the image. Healthy while the health file exists.
+    if std::env::args().nth(1).as_deref() == Some("--probe") {
+        std::process::exit(if std::path::Path::new(HEALTH_FILE).exists() {
+            0
+        } else {
+            1
+        });
+    }
     let port = match port_from_args_and_env() {
         Ok(p) => p,
         Err(e) => {
@@ -205,6 +220,13 @@ async fn handle(req: Request<Incoming>, name: Arc<str>) -> Result<Response<RespB
     let mut status = StatusCode::OK;
     let mut resp_body: RespBody = Full::new(Bytes::from(json)).boxed();
     let mut extra: Vec<(&'static str, &'static str)> = Vec::new();
+
+    // The container's Docker health, as `--probe` reports it.
+    if path == "/health/ok" {
+        let _ = std::fs::write(HEALTH_FILE, b"ok");
+    } else if path == "/health/fail" {
+        let _ = std::fs::remove_file(HEALTH_FILE);
+    }
 
     if let Some(code) = path.strip_prefix("/status/") {
         status = code
