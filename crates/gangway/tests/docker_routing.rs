@@ -589,3 +589,52 @@ fn health_endpoints() {
         .status
         == 200));
 }
+
+#[test]
+fn a_container_replaced_under_load_costs_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let net = Network::create();
+    let old = backend(&net, "deploy.test").start();
+    let g = start(gangway(&net));
+    wait_routed_to(&g, "deploy.test", old.name());
+
+    // Steady load from two clients until told to stop (bounded).
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = g.http_port;
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) && sent < 5_000 {
+                    let r = gangway_testkit::get(port, "deploy.test", "/");
+                    if r.status != 200 {
+                        failures.push(r.status);
+                    }
+                    sent += 1;
+                }
+                (sent, failures)
+            })
+        })
+        .collect();
+
+    // The deploy: the new container starts, the old one is stopped.
+    let new = backend(&net, "deploy.test").start();
+    wait_routed_to(&g, "deploy.test", new.name());
+    old.stop();
+    wait_for(&g, "deploy.test", "/", "only the new container serves", |r| {
+        r.header("x-backend") == Some(new.name())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+
+    let mut total = 0;
+    for c in clients {
+        let (sent, failures) = c.join().unwrap();
+        total += sent;
+        assert!(failures.is_empty(), "failed requests during the deploy: {failures:?}\n{}", g.output());
+    }
+    assert!(total > 20, "too little load to mean anything: {total}");
+}

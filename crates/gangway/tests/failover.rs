@@ -509,3 +509,27 @@ fn a_status_outside_the_expected_range_fails_the_check() {
     // The only target is down: panic mode still sends requests to it.
     assert_eq!(g.get("app.test", "/").status, 200);
 }
+
+#[test]
+fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
+    let dir = TempDir::new();
+    let slow = Backend::start_with("slow", &[("BACKEND_DELAY_MS", "1000")]);
+    let mut g = start_pool(&dir, &[slow.target()], "");
+    let port = g.http_port;
+    let in_flight = std::thread::spawn(move || gangway_testkit::get(port, "app.test", "/"));
+    // The request reaches the backend, which answers a second later.
+    assert!(wait_until(WAIT, || target_stats(&g, &slow.target())["in_flight"] == 1));
+    g.terminate();
+    // No new connections once shutdown has begun.
+    assert!(
+        wait_until(WAIT, || gangway_testkit::get(port, "app.test", "/").status == 0),
+        "still accepting after SIGTERM"
+    );
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "the request in flight was cut off: {r:#?}");
+    assert_eq!(r.header("x-backend"), Some("slow"));
+    let status = g
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("gangway did not exit:\n{}", g.output()));
+    assert_eq!(status.code(), Some(0), "{}", g.output());
+}
