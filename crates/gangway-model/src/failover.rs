@@ -63,6 +63,9 @@ pub struct Timeouts {
     pub response_header: Duration,
     /// How long an idle keep-alive connection to a target is kept.
     pub idle: Duration,
+    /// The whole exchange, all attempts and the response body included;
+    /// none by default (streams may last).
+    pub request: Option<Duration>,
     /// Idle keep-alive connections kept per target, at most.
     pub max_idle_per_target: usize,
 }
@@ -73,6 +76,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(60),
             idle: Duration::from_secs(90),
+            request: None,
             max_idle_per_target: 256,
         }
     }

@@ -517,6 +517,7 @@ struct TimeoutsSpec {
     connect: Option<String>,
     response_header: Option<String>,
     idle: Option<String>,
+    request: Option<String>,
     max_idle_per_target: Option<usize>,
 }
 
@@ -531,6 +532,12 @@ impl TimeoutsSpec {
             connect: duration("connect", &self.connect, d.connect)?,
             response_header: duration("response_header", &self.response_header, d.response_header)?,
             idle: duration("idle", &self.idle, d.idle)?,
+            request: match &self.request {
+                None => None,
+                Some(text) => {
+                    Some(parse_duration(text).map_err(|e| format!("timeouts.request: {e}"))?)
+                }
+            },
             max_idle_per_target: self.max_idle_per_target.unwrap_or(d.max_idle_per_target),
         })
     }

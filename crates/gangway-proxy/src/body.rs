@@ -6,6 +6,7 @@ use gangway_router::PoolEntry;
 use http::{Method, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ pub struct ResponseBody {
 
 #[derive(Debug)]
 enum Inner {
-    Upstream(Incoming),
+    /// A backend's body, cut off at the deadline (a pool's request timeout).
+    Upstream(Incoming, Option<Pin<Box<tokio::time::Sleep>>>),
     Full(Option<Bytes>),
     File {
         file: tokio::fs::File,
@@ -39,9 +41,12 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ResponseBody {
     /// Streams a backend's body frame by frame.
-    pub fn upstream(body: Incoming) -> Self {
+    pub fn upstream(body: Incoming, deadline: Option<tokio::time::Instant>) -> Self {
         ResponseBody {
-            inner: Inner::Upstream(body),
+            inner: Inner::Upstream(
+                body,
+                deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            ),
             log: None,
         }
     }
@@ -95,9 +100,19 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         let polled = match &mut this.inner {
-            Inner::Upstream(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(|e| Box::new(e) as BodyError),
+            Inner::Upstream(body, deadline) => {
+                if deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+                {
+                    *deadline = None;
+                    tracing::warn!("response cut off: the pool's request timeout passed");
+                    return Poll::Ready(Some(Err("the request timeout passed".into())));
+                }
+                Pin::new(body)
+                    .poll_frame(cx)
+                    .map_err(|e| Box::new(e) as BodyError)
+            }
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::File {
                 file,
@@ -115,7 +130,7 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Upstream(body, _) => body.is_end_stream(),
             Inner::Full(bytes) => bytes.is_none(),
             Inner::File { remaining, .. } => *remaining == 0,
         }
@@ -123,7 +138,7 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Upstream(body) => body.size_hint(),
+            Inner::Upstream(body, _) => body.size_hint(),
             Inner::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::File { remaining, .. } => SizeHint::with_exact(*remaining),

@@ -228,6 +228,7 @@ impl Proxy {
         let max_attempts = (policy.max_attempts as usize).min(pool.targets().len());
         let timeouts = pool.timeouts();
         let client = self.clients.get(timeouts);
+        let deadline = timeouts.request.map(|d| tokio::time::Instant::now() + d);
         let mut tried: Vec<usize> = Vec::new();
 
         let key = match pool.balance() {
@@ -267,24 +268,28 @@ impl Proxy {
 
             target.state.started();
             let sent_at = Instant::now();
-            let result =
-                tokio::time::timeout(timeouts.response_header, client.request(request)).await;
+            let mut wait = timeouts.response_header;
+            if let Some(deadline) = deadline {
+                wait = wait.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            }
+            let result = tokio::time::timeout(wait, client.request(request)).await;
             target.state.finished();
             let (kind, error) = match result {
                 Ok(Ok(response)) => {
                     target.state.observe_latency(sent_at.elapsed());
+                    target.state.responded(response.status().as_u16());
                     if target.state.succeeded() {
                         tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
                     }
                     let (mut parts, body) = response.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
-                    return Response::from_parts(parts, ResponseBody::upstream(body));
+                    return Response::from_parts(parts, ResponseBody::upstream(body, deadline));
                 }
                 Ok(Err(error)) if error.is_connect() => (FailureKind::Connect, error_chain(&error)),
                 Ok(Err(error)) => (FailureKind::Reset, error_chain(&error)),
                 Err(_) => (
                     FailureKind::Timeout,
-                    format!("no response headers within {:?}", timeouts.response_header),
+                    format!("no response headers within {wait:?}"),
                 ),
             };
             let verdict = target.state.failed(kind, policy, now_ms());
@@ -309,6 +314,9 @@ impl Proxy {
             // Bytes that never left cannot have done anything: always safe
             // to send elsewhere. Otherwise the pool's retry policy decides.
             let reached_backend = kind != FailureKind::Connect;
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                return own_error(table, StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT);
+            }
             if tried.len() >= max_attempts || (reached_backend && !may_resend) {
                 break;
             }
@@ -374,6 +382,7 @@ const NOT_FOUND: &str = "no service is configured for this host\n";
 const UNAVAILABLE: &str = "no backend is available for this host right now\n";
 const BAD_GATEWAY: &str = "the backend for this host did not answer\n";
 const BAD_TARGET: &str = "the request target is invalid\n";
+const GATEWAY_TIMEOUT: &str = "the backend for this host did not answer in time\n";
 const BAD_BODY: &str = "the request body could not be read\n";
 const FILE_NOT_FOUND: &str = "no such file\n";
 const BAD_PATH: &str = "the path is not valid\n";

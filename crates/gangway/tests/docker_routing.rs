@@ -624,9 +624,13 @@ fn a_container_replaced_under_load_costs_no_request() {
     let new = backend(&net, "deploy.test").start();
     wait_routed_to(&g, "deploy.test", new.name());
     old.stop();
-    wait_for(&g, "deploy.test", "/", "only the new container serves", |r| {
-        r.header("x-backend") == Some(new.name())
-    });
+    wait_for(
+        &g,
+        "deploy.test",
+        "/",
+        "only the new container serves",
+        |r| r.header("x-backend") == Some(new.name()),
+    );
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
 
@@ -634,7 +638,11 @@ fn a_container_replaced_under_load_costs_no_request() {
     for c in clients {
         let (sent, failures) = c.join().unwrap();
         total += sent;
-        assert!(failures.is_empty(), "failed requests during the deploy: {failures:?}\n{}", g.output());
+        assert!(
+            failures.is_empty(),
+            "failed requests during the deploy: {failures:?}\n{}",
+            g.output()
+        );
     }
     assert!(total > 20, "too little load to mean anything: {total}");
 }

@@ -518,11 +518,14 @@ fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
     let port = g.http_port;
     let in_flight = std::thread::spawn(move || gangway_testkit::get(port, "app.test", "/"));
     // The request reaches the backend, which answers a second later.
-    assert!(wait_until(WAIT, || target_stats(&g, &slow.target())["in_flight"] == 1));
+    assert!(wait_until(WAIT, || target_stats(&g, &slow.target())
+        ["in_flight"]
+        == 1));
     g.terminate();
     // No new connections once shutdown has begun.
     assert!(
-        wait_until(WAIT, || gangway_testkit::get(port, "app.test", "/").status == 0),
+        wait_until(WAIT, || gangway_testkit::get(port, "app.test", "/").status
+            == 0),
         "still accepting after SIGTERM"
     );
     let r = in_flight.join().unwrap();
@@ -532,4 +535,104 @@ fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
         .wait_exit(WAIT)
         .unwrap_or_else(|| panic!("gangway did not exit:\n{}", g.output()));
     assert_eq!(status.code(), Some(0), "{}", g.output());
+}
+
+#[test]
+fn the_request_timeout_bounds_attempts_and_the_streamed_body() {
+    let dir = TempDir::new();
+    let slow = Backend::start_with("slow", &[("BACKEND_DELAY_MS", "1500")]);
+    let slow2 = Backend::start_with("slow2", &[("BACKEND_DELAY_MS", "1500")]);
+    let g = start_pool(
+        &dir,
+        &[slow.target(), slow2.target()],
+        r#"timeouts = { request = "400ms" }"#,
+    );
+    let started = std::time::Instant::now();
+    let r = g.get("app.test", "/");
+    assert_eq!(r.status, 504, "{r:#?}");
+    assert_eq!(r.body, "<h1>all backends failed</h1>");
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A body still streaming at the deadline is cut off.
+    let dir = TempDir::new();
+    let streamer = Backend::start("streamer");
+    let g = start_pool(
+        &dir,
+        &[streamer.target()],
+        r#"timeouts = { request = "700ms" }"#,
+    );
+    let r = g.get("app.test", "/stream?chunks=6&delay_ms=300");
+    assert_ne!(r.exit_code, 0, "the stream was not cut off: {r:#?}");
+    assert!(r.body.starts_with("chunk 0\n"), "{r:#?}");
+    assert!(!r.body.contains("chunk 5"), "{r:#?}");
+    // A short exchange is not affected.
+    let r = g.get("app.test", "/stream?chunks=2&delay_ms=10");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "chunk 0\nchunk 1\n");
+}
+
+#[test]
+fn a_backend_killed_during_load_costs_no_client_request() {
+    use std::sync::atomic::AtomicBool;
+    let dir = TempDir::new();
+    let victim = Backend::start("victim");
+    let others: Vec<Backend> = (0..2).map(|i| Backend::start(&format!("b{i}"))).collect();
+    let victim_addr = victim.target();
+    let mut targets = vec![victim.target()];
+    targets.extend(others.iter().map(Backend::target));
+    let g = start_pool(&dir, &targets, "");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = g.http_port;
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) && sent < 5_000 {
+                    let r = gangway_testkit::get(port, "app.test", "/");
+                    if r.status != 200 {
+                        failures.push(r.status);
+                    }
+                    sent += 1;
+                }
+                (sent, failures)
+            })
+        })
+        .collect();
+    assert!(wait_until(WAIT, || target_stats(&g, &victim_addr)
+        ["requests"]
+        .as_u64()
+        .unwrap()
+        > 10));
+    drop(victim);
+    assert!(g
+        .wait_for_message("target ejected", |v| v["upstream"] == victim_addr, WAIT)
+        .is_some());
+    // Attempts chosen just before the ejection settle first.
+    std::thread::sleep(Duration::from_millis(100));
+    let after_ejection = target_stats(&g, &victim_addr)["requests"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for c in clients {
+        let (sent, failures) = c.join().unwrap();
+        total += sent;
+        assert!(
+            failures.is_empty(),
+            "clients saw {failures:?}\n{}",
+            g.output()
+        );
+    }
+    assert!(total > 30, "too little load: {total}");
+    assert_eq!(
+        target_stats(&g, &victim_addr)["requests"].as_u64().unwrap(),
+        after_ejection,
+        "requests reached the killed backend after its ejection"
+    );
 }
