@@ -88,7 +88,7 @@ fn weights_split_the_load_exactly() {
 }
 
 #[test]
-fn least_in_flight_and_two_choices_send_less_to_a_slow_backend() {
+fn a_slow_backend_under_each_policy() {
     let slow = Backend::start_with("slow", &[("BACKEND_DELAY_MS", "200")]);
     let fast1 = Backend::start("fast1");
     let fast2 = Backend::start("fast2");
@@ -98,19 +98,33 @@ fn least_in_flight_and_two_choices_send_less_to_a_slow_backend() {
         fast1.target(),
         fast2.target()
     );
-    for policy in ["least_in_flight", "p2c"] {
+    for (policy, latency_aware) in [
+        ("balance = \"round_robin\"", false),
+        ("balance = \"weighted\"", false),
+        ("balance = \"hash\"\nhash_on = \"header:X-User\"", false),
+        ("balance = \"least_in_flight\"", true),
+        ("balance = \"p2c\"", true),
+    ] {
         let dir = TempDir::new();
-        let g = start_pool(&dir, &targets, &format!("balance = {policy:?}"));
+        let g = start_pool(&dir, &targets, policy);
         let counts = concurrent_tally(&g, 6, 120);
         let total: usize = counts.values().sum();
+        // Every request is answered, slow or not.
         assert_eq!(total, 120, "{policy}: {counts:?}");
         assert!(!counts.contains_key("error"), "{policy}: {counts:?}");
         let to_slow = counts.get("slow").copied().unwrap_or(0);
-        // Round robin would send it a third (40).
-        assert!(
-            to_slow < 20,
-            "{policy}: {to_slow} of 120 went to the slow backend: {counts:?}"
-        );
+        if latency_aware {
+            // Round robin would send it a third (40).
+            assert!(
+                to_slow < 20,
+                "{policy}: {to_slow} of 120 went to the slow backend: {counts:?}"
+            );
+        } else {
+            assert!(
+                to_slow > 0,
+                "{policy}: the slow backend got nothing: {counts:?}"
+            );
+        }
     }
 }
 
