@@ -114,62 +114,49 @@ pub fn parse_file(
                 )),
             }
         }
-        let failover = match pool
-            .failover
-            .as_ref()
-            .map(FailoverSpec::to_model)
-            .transpose()
-        {
-            Ok(f) => f.unwrap_or_default(),
-            Err(message) => {
+        // A bad part is reported at the pool and replaced by its default, so
+        // that the rest of the file is still checked.
+        let mut part = |result: Result<(), String>| {
+            if let Err(message) = result {
                 out.problems.push(problem(
                     text,
                     &span,
                     Severity::Error,
                     format!("pool {:?}: {message}", pool.name),
                 ));
-                Failover::default()
             }
         };
-        let timeouts = match pool
-            .timeouts
-            .as_ref()
-            .map(TimeoutsSpec::to_model)
-            .transpose()
-        {
-            Ok(t) => t.unwrap_or_default(),
-            Err(message) => {
-                out.problems.push(problem(
-                    text,
-                    &span,
-                    Severity::Error,
-                    format!("pool {:?}: {message}", pool.name),
-                ));
-                Timeouts::default()
-            }
-        };
-        let balance =
-            Balance::parse(&pool.balance, pool.hash_on.as_deref()).unwrap_or_else(|message| {
-                out.problems.push(problem(
-                    text,
-                    &span,
-                    Severity::Error,
-                    format!("pool {:?}: {message}", pool.name),
-                ));
-                Balance::default()
-            });
-        let health = match pool.health.as_ref().map(HealthSpec::to_model).transpose() {
-            Ok(h) => h,
-            Err(message) => {
-                out.problems.push(problem(
-                    text,
-                    &span,
-                    Severity::Error,
-                    format!("pool {:?}: {message}", pool.name),
-                ));
-                None
-            }
-        };
+        let mut failover = None;
+        let mut timeouts = None;
+        let mut balance = None;
+        let mut health = None;
+        part(
+            pool.failover
+                .as_ref()
+                .map(FailoverSpec::to_model)
+                .transpose()
+                .map(|f| failover = f),
+        );
+        part(
+            pool.timeouts
+                .as_ref()
+                .map(TimeoutsSpec::to_model)
+                .transpose()
+                .map(|t| timeouts = t),
+        );
+        part(Balance::parse(&pool.balance, pool.hash_on.as_deref()).map(|b| balance = Some(b)));
+        part(
+            pool.health
+                .as_ref()
+                .map(HealthSpec::to_model)
+                .transpose()
+                .map(|h| health = h),
+        );
+        let (failover, timeouts, balance) = (
+            failover.unwrap_or_default(),
+            timeouts.unwrap_or_default(),
+            balance.unwrap_or_default(),
+        );
         spans.insert(format!("pool {:?}", pool.name), span);
         out.fragment.pools.push(Pool {
             health,

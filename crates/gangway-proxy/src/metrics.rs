@@ -24,7 +24,7 @@ pub fn prometheus_metrics(table: &RouteTable) -> String {
         "Requests answered, by route and status class.",
     );
     for route in table.routes() {
-        let s = route.counters.snapshot();
+        let s = route.counters.snapshot().responses;
         for (class, n) in [
             ("1xx", s.status_1xx),
             ("2xx", s.status_2xx),

@@ -24,7 +24,7 @@ pub use route::{
     Captures, CompiledAction, CompiledHeaderOps, CompiledRewrite, CompiledRoute, FixedResponse,
     Rejection,
 };
-pub use stats::{RouteCounters, RouteStats};
+pub use stats::{RouteCounters, RouteStats, StatusClasses, StatusCounters};
 pub use target::{
     now_ms, Admission, FailureKind, TargetHealthReport, TargetState, Verdict, LATENCY_BUCKETS_MS,
 };

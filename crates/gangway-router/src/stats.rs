@@ -14,26 +14,21 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Responses of one route by status class.
+/// Responses counted by status class, 1xx to 5xx.
 #[derive(Debug, Default)]
-pub struct RouteCounters {
-    requests: AtomicU64,
-    by_class: [AtomicU64; 5],
-}
+pub struct StatusCounters([AtomicU64; 5]);
 
-impl RouteCounters {
-    /// Counts one answered request.
+impl StatusCounters {
+    /// Counts one response.
     pub fn record(&self, status: u16) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        self.0[class].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts at this moment.
-    pub fn snapshot(&self) -> RouteStats {
-        let get = |i: usize| self.by_class[i].load(Ordering::Relaxed);
-        RouteStats {
-            requests: self.requests.load(Ordering::Relaxed),
+    pub fn snapshot(&self) -> StatusClasses {
+        let get = |i: usize| self.0[i].load(Ordering::Relaxed);
+        StatusClasses {
             status_1xx: get(0),
             status_2xx: get(1),
             status_3xx: get(2),
@@ -43,14 +38,12 @@ impl RouteCounters {
     }
 }
 
-/// A route's counters at one moment.
-#[derive(Debug, Clone, Serialize)]
-pub struct RouteStats {
-    /// Requests answered.
-    pub requests: u64,
-    /// Informational answers.
+/// Responses by status class at one moment.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StatusClasses {
+    /// Informational.
     pub status_1xx: u64,
-    /// Successful answers.
+    /// Successful.
     pub status_2xx: u64,
     /// Redirects.
     pub status_3xx: u64,
@@ -58,6 +51,39 @@ pub struct RouteStats {
     pub status_4xx: u64,
     /// Server errors.
     pub status_5xx: u64,
+}
+
+/// Requests of one route, by status class of their answers.
+#[derive(Debug, Default)]
+pub struct RouteCounters {
+    requests: AtomicU64,
+    by_class: StatusCounters,
+}
+
+impl RouteCounters {
+    /// Counts one answered request.
+    pub fn record(&self, status: u16) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.by_class.record(status);
+    }
+
+    /// The counts at this moment.
+    pub fn snapshot(&self) -> RouteStats {
+        RouteStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            responses: self.by_class.snapshot(),
+        }
+    }
+}
+
+/// A route's counters at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteStats {
+    /// Requests answered.
+    pub requests: u64,
+    /// Their answers by status class.
+    #[serde(flatten)]
+    pub responses: StatusClasses,
 }
 
 /// Carries counters from the previous table into the one being compiled,

@@ -2,6 +2,7 @@
 //! counts, requests in flight, and passive health (failures in a row,
 //! ejection and its cooldown). All atomics: the request path never locks.
 
+use crate::stats::{StatusClasses, StatusCounters};
 use gangway_model::Failover;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -55,8 +56,8 @@ pub enum Verdict {
 #[derive(Debug, Default)]
 pub struct TargetState {
     requests: AtomicU64,
-    /// Responses by status class (1xx to 5xx).
-    responses: [AtomicU64; 5],
+    /// Responses by status class.
+    responses: StatusCounters,
     failures: [AtomicU64; 3],
     in_flight: AtomicU32,
     consecutive_failures: AtomicU32,
@@ -193,8 +194,7 @@ impl TargetState {
 
     /// Counts a response by its status class.
     pub fn responded(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        self.responses.record(status);
     }
 
     /// A response came: the failure streak ends. Returns whether the target
@@ -296,14 +296,9 @@ impl TargetState {
     pub fn report(&self, now: u64) -> TargetHealthReport {
         let until = self.ejected_until.load(Ordering::Acquire);
         let failures = |i: usize| self.failures[i].load(Ordering::Relaxed);
-        let responses = |i: usize| self.responses[i].load(Ordering::Relaxed);
         TargetHealthReport {
             requests: self.requests.load(Ordering::Relaxed),
-            status_1xx: responses(0),
-            status_2xx: responses(1),
-            status_3xx: responses(2),
-            status_4xx: responses(3),
-            status_5xx: responses(4),
+            responses: self.responses.snapshot(),
             failures: failures(0) + failures(1) + failures(2),
             connect_failures: failures(0),
             reset_failures: failures(1),
@@ -333,16 +328,10 @@ impl TargetState {
 pub struct TargetHealthReport {
     /// Requests sent.
     pub requests: u64,
-    /// Informational responses.
-    pub status_1xx: u64,
-    /// Successful responses.
-    pub status_2xx: u64,
-    /// Redirects.
-    pub status_3xx: u64,
-    /// Client errors.
-    pub status_4xx: u64,
-    /// Server errors (the backend's own; failed requests are `failures`).
-    pub status_5xx: u64,
+    /// Its responses by status class (a backend's own 5xx; requests that
+    /// got no response are `failures`).
+    #[serde(flatten)]
+    pub responses: StatusClasses,
     /// Requests that got no response, all kinds.
     pub failures: u64,
     /// Connection failures.

@@ -602,23 +602,7 @@ fn a_container_replaced_under_load_costs_no_request() {
     // Steady load from two clients until told to stop (bounded).
     let stop = Arc::new(AtomicBool::new(false));
     let port = g.http_port;
-    let clients: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                let mut sent = 0;
-                while !stop.load(Ordering::Relaxed) && sent < 5_000 {
-                    let r = gangway_testkit::get(port, "deploy.test", "/");
-                    if r.status != 200 {
-                        failures.push(r.status);
-                    }
-                    sent += 1;
-                }
-                (sent, failures)
-            })
-        })
-        .collect();
+    let clients = steady_load(port, "deploy.test", 2, &stop);
 
     // The deploy: the new container starts, the old one is stopped.
     let new = backend(&net, "deploy.test").start();

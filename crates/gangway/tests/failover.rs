@@ -588,23 +588,7 @@ fn a_backend_killed_during_load_costs_no_client_request() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let port = g.http_port;
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                let mut sent = 0;
-                while !stop.load(Ordering::Relaxed) && sent < 5_000 {
-                    let r = gangway_testkit::get(port, "app.test", "/");
-                    if r.status != 200 {
-                        failures.push(r.status);
-                    }
-                    sent += 1;
-                }
-                (sent, failures)
-            })
-        })
-        .collect();
+    let clients = steady_load(port, "app.test", 3, &stop);
     assert!(wait_until(WAIT, || target_stats(&g, &victim_addr)
         ["requests"]
         .as_u64()

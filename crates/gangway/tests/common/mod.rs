@@ -195,3 +195,32 @@ pub fn start_config(dir: &TempDir, text: &str) -> Gangway {
     write_atomic(&file, text);
     start_with(&file)
 }
+
+/// Steady GET load on `host` from `clients` threads until `stop` is set
+/// (at most 5,000 requests each). Each thread returns how many requests it
+/// sent and the statuses of those that were not 200.
+pub fn steady_load(
+    port: u16,
+    host: &'static str,
+    clients: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(usize, Vec<u16>)>> {
+    use std::sync::atomic::Ordering;
+    (0..clients)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(stop);
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) && sent < 5_000 {
+                    let r = gangway_testkit::get(port, host, "/");
+                    if r.status != 200 {
+                        failures.push(r.status);
+                    }
+                    sent += 1;
+                }
+                (sent, failures)
+            })
+        })
+        .collect()
+}
