@@ -4,7 +4,7 @@
 
 use crate::body::RequestBody;
 use crate::body::{AccessRecord, ResponseBody};
-use crate::headers::{add_forwarding, remove_hop_by_hop, ClientInfo};
+use crate::headers::{add_forwarding, remove_hop_by_hop, ClientInfo, TrustedProxies};
 use crate::static_files::{self, Served};
 use crate::statistics;
 use crate::upstream::Clients;
@@ -48,17 +48,24 @@ impl Connection {
 #[derive(Debug)]
 pub struct Proxy {
     routes: Arc<ArcSwap<RouteTable>>,
+    trusted: TrustedProxies,
     clients: Clients,
 }
 
 impl Proxy {
     /// A proxy reading routes from `routes`, which providers swap as the
     /// configuration changes.
-    pub fn new(routes: Arc<ArcSwap<RouteTable>>) -> Self {
+    pub fn new(routes: Arc<ArcSwap<RouteTable>>, trusted: TrustedProxies) -> Self {
         Proxy {
             routes,
+            trusted,
             clients: Clients::default(),
         }
+    }
+
+    /// Whether forwarding headers from `ip` are trusted.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted.contains(ip)
     }
 
     /// Handles one request from a client.

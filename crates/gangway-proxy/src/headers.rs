@@ -62,17 +62,42 @@ pub struct ClientInfo {
     pub https: bool,
     /// The port of the listener the connection arrived on.
     pub local_port: u16,
+    /// Whether the client is a trusted proxy (`GANGWAY_TRUSTED_PROXIES`),
+    /// whose forwarding headers are kept and extended.
+    pub trusted: bool,
 }
 
-/// Sets `X-Real-IP`, `X-Forwarded-Host` and `X-Forwarded-Proto`, and appends
-/// the client to `X-Forwarded-For`, as nginx's `$proxy_add_x_forwarded_for`.
+/// Sets the forwarding headers seed 001 sets with `proxy_set_header`.
+///
+/// From a trusted proxy (a load balancer in front of gangway) the headers
+/// it sent are kept: the client is appended to `X-Forwarded-For` (nginx's
+/// `$proxy_add_x_forwarded_for`), and its `X-Real-IP`, `X-Forwarded-Host`
+/// and `X-Forwarded-Proto` stay. From anyone else they are overwritten
+/// with what gangway saw: a client cannot claim another address or scheme.
 pub fn add_forwarding(
     headers: &mut HeaderMap,
     client: ClientInfo,
     client_ip: &HeaderValue,
     host: HeaderValue,
 ) {
-    headers.insert(X_REAL_IP.clone(), client_ip.clone());
+    let proto = HeaderValue::from_static(if client.https { "https" } else { "http" });
+    if !client.trusted {
+        headers.insert(X_REAL_IP.clone(), client_ip.clone());
+        headers.remove(&X_FORWARDED_FOR);
+        headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+        return;
+    }
+    if !headers.contains_key(&X_REAL_IP) {
+        headers.insert(X_REAL_IP.clone(), client_ip.clone());
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    }
     let mut chain: Vec<u8> = Vec::new();
     for prior in headers.get_all(&X_FORWARDED_FOR) {
         let prior = prior.as_bytes().trim_ascii();
@@ -90,11 +115,65 @@ pub fn add_forwarding(
     // Several X-Forwarded-For lines are folded into the one value above.
     headers.remove(&X_FORWARDED_FOR);
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    headers.insert(X_FORWARDED_HOST.clone(), host);
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if client.https { "https" } else { "http" }),
-    );
+}
+
+/// Addresses whose forwarding headers are trusted: single addresses and
+/// CIDR blocks, IPv4 and IPv6.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses `10.0.0.0/8, 192.168.1.7, fd00::/8`.
+    pub fn parse(text: &str) -> Result<TrustedProxies, String> {
+        let mut blocks = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (addr, len) = match item.split_once('/') {
+                Some((a, l)) => (a, Some(l)),
+                None => (item, None),
+            };
+            let addr: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{item:?} is not an address or CIDR block"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                None => max,
+                Some(l) => l
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|l| *l <= max)
+                    .ok_or_else(|| format!("{item:?}: the prefix length must be 0 to {max}"))?,
+            };
+            blocks.push((addr, len));
+        }
+        Ok(TrustedProxies(blocks))
+    }
+
+    /// Whether `ip` is in one of the blocks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|&(block, len)| match (block, ip) {
+            (IpAddr::V4(b), IpAddr::V4(a)) => prefix_eq(&b.octets(), &a.octets(), len),
+            (IpAddr::V6(b), IpAddr::V6(a)) => prefix_eq(&b.octets(), &a.octets(), len),
+            _ => false,
+        })
+    }
+
+    /// Whether no address is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
+    let full = usize::from(len / 8);
+    let rest = len % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    a[full] & mask == b[full] & mask
 }
 
 #[cfg(test)]
@@ -131,25 +210,29 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_headers_are_set_and_appended() {
+    fn a_trusted_proxys_headers_are_kept_and_extended() {
         let client = ClientInfo {
             ip: "127.0.0.1".parse().unwrap(),
             https: true,
             local_port: 443,
+            trusted: true,
         };
         let ip = HeaderValue::from_static("127.0.0.1");
         let mut h = map(&[
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-for", "5.6.7.8"),
-            ("x-real-ip", "9.9.9.9"),
-            ("x-forwarded-proto", "gopher"),
+            ("x-real-ip", "5.6.7.8"),
+            ("x-forwarded-proto", "http"),
         ]);
         add_forwarding(&mut h, client, &ip, HeaderValue::from_static("app.test"));
-        assert_eq!(h["x-real-ip"], "127.0.0.1");
+        assert_eq!(h["x-real-ip"], "5.6.7.8", "the proxy's view of the client");
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 127.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-host"], "app.test");
-        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(
+            h["x-forwarded-proto"], "http",
+            "TLS ended at the proxy in front"
+        );
     }
 
     #[test]
@@ -158,6 +241,7 @@ mod tests {
             ip: "10.1.2.3".parse().unwrap(),
             https: false,
             local_port: 80,
+            trusted: false,
         };
         let ip = HeaderValue::from_static("10.1.2.3");
         let mut h = map(&[("connection", "x-forwarded-for, x-real-ip")]);
@@ -165,5 +249,47 @@ mod tests {
         add_forwarding(&mut h, client, &ip, HeaderValue::from_static("app.test"));
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-real-ip"], "10.1.2.3");
+    }
+
+    #[test]
+    fn an_untrusted_client_cannot_claim_forwarding_headers() {
+        let client = ClientInfo {
+            ip: "203.0.113.9".parse().unwrap(),
+            https: false,
+            local_port: 80,
+            trusted: false,
+        };
+        let ip = HeaderValue::from_static("203.0.113.9");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-real-ip", "9.9.9.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "admin.internal"),
+        ]);
+        add_forwarding(&mut h, client, &ip, HeaderValue::from_static("app.test"));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9");
+        assert_eq!(h["x-real-ip"], "203.0.113.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.test");
+    }
+
+    #[test]
+    fn trusted_proxy_blocks() {
+        let t = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7, fd00::/8, 172.16.0.0/12").unwrap();
+        for ip in ["10.1.2.3", "192.168.1.7", "fd12::1", "172.31.255.1"] {
+            assert!(t.contains(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "11.0.0.1",
+            "192.168.1.8",
+            "fe80::1",
+            "172.32.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!t.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(TrustedProxies::parse("").unwrap().is_empty());
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxies::parse("bogus").is_err());
     }
 }

@@ -66,10 +66,12 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        let ip = peer.ip().to_canonical();
         let conn = Connection::new(ClientInfo {
-            ip: peer.ip().to_canonical(),
+            ip,
             https: listener.tls.is_some(),
             local_port,
+            trusted: proxy.trusts(ip),
         });
         let proxy = Arc::clone(&proxy);
         let conn = Arc::new(conn);

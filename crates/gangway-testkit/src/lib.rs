@@ -27,4 +27,6 @@ pub use image::{
 };
 pub use process::{Gangway, GangwayBuilder};
 pub use relay::SocketRelay;
-pub use util::{free_port, make_cert, unique_name, wait_until, wait_until_some, TempDir};
+pub use util::{
+    free_port, make_cert, unique_name, wait_until, wait_until_some, RefusedPort, TempDir,
+};

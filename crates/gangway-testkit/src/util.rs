@@ -56,6 +56,47 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// A port on 127.0.0.1 that refuses connections for as long as this
+/// value lives: a socket is bound to it but never listens, so no other
+/// process can take the port meanwhile (unlike a port that was free a
+/// moment ago).
+#[derive(Debug)]
+pub struct RefusedPort {
+    _socket: socket2::Socket,
+    /// The port.
+    pub port: u16,
+}
+
+impl RefusedPort {
+    pub fn new() -> RefusedPort {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&addr.into()).expect("bind 127.0.0.1:0");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port())
+            .expect("bound port");
+        RefusedPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for RefusedPort {
+    fn default() -> Self {
+        RefusedPort::new()
+    }
+}
+
 /// A directory under the system temp dir, removed with its contents on drop.
 #[derive(Debug)]
 pub struct TempDir {

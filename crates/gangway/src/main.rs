@@ -99,7 +99,10 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let ready = Arc::new(AtomicBool::new(false));
         let routes = routing::Routes::new(Arc::clone(&ready));
-        let proxy = Arc::new(gangway_proxy::Proxy::new(routes.table()));
+        let proxy = Arc::new(gangway_proxy::Proxy::new(
+            routes.table(),
+            settings.trusted_proxies.clone(),
+        ));
         tokio::spawn(gangway_proxy::run_health_checks(routes.table()));
         let mut reserved = vec![
             (settings.http_port, "HTTP_PORT"),

@@ -132,6 +132,16 @@ pub struct RunArgs {
     #[arg(long = "config", env = "GANGWAY_CONFIG")]
     pub gangway_config: Option<String>,
 
+    /// Addresses or CIDR blocks (comma-separated) of proxies in front of
+    /// gangway whose X-Forwarded-For, X-Real-IP, X-Forwarded-Host and
+    /// X-Forwarded-Proto are kept; from anyone else they are overwritten.
+    #[arg(
+        long = "trusted-proxies",
+        env = "GANGWAY_TRUSTED_PROXIES",
+        default_value = ""
+    )]
+    pub gangway_trusted_proxies: String,
+
     /// Worker threads of the data plane; 0 means one per CPU core.
     #[arg(long, env = "GANGWAY_WORKERS", default_value = "0")]
     pub gangway_workers: String,
@@ -157,6 +167,7 @@ pub struct Settings {
     pub log_level: String,
     pub workers: usize,
     pub config: Option<ConfigFile>,
+    pub trusted_proxies: gangway_proxy::headers::TrustedProxies,
 }
 
 /// The configuration file, as read and checked at start.
@@ -186,7 +197,13 @@ pub struct SettingError {
 
 impl std::fmt::Display for SettingError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let flag = self.variable.to_ascii_lowercase().replace('_', "-");
+        // The flags whose names differ from their variables'.
+        let flag = match self.variable {
+            "RUST_LOG" => "log-level".to_owned(),
+            "GANGWAY_CONFIG" => "config".to_owned(),
+            "GANGWAY_TRUSTED_PROXIES" => "trusted-proxies".to_owned(),
+            other => other.to_ascii_lowercase().replace('_', "-"),
+        };
         match &self.value {
             Some(value) => write!(
                 f,
@@ -339,7 +356,18 @@ impl RunArgs {
                 })
             }
         };
+        let trusted_proxies = gangway_proxy::headers::TrustedProxies::parse(
+            &self.gangway_trusted_proxies,
+        )
+        .map_err(|e| {
+            invalid(
+                "GANGWAY_TRUSTED_PROXIES",
+                &self.gangway_trusted_proxies,
+                format!("{e}; expected addresses or CIDR blocks such as 10.0.0.0/8,192.168.1.7"),
+            )
+        })?;
         Ok(Settings {
+            trusted_proxies,
             config,
             docker: DockerSettings {
                 docker_host: docker_host.to_owned(),
@@ -453,6 +481,7 @@ mod tests {
             (&["--http-port=abc"], "invalid HTTP_PORT (--http-port) \"abc\": expected a TCP port number from 1 to 65535"),
             (&["--http-port=70000"], "HTTP_PORT"),
             (&["--https-enabled=maybe"], "invalid HTTPS_ENABLED (--https-enabled) \"maybe\": expected true or false"),
+            (&["--trusted-proxies=10.0.0.0/40"], "invalid GANGWAY_TRUSTED_PROXIES (--trusted-proxies) \"10.0.0.0/40\": \"10.0.0.0/40\": the prefix length must be 0 to 32; expected addresses or CIDR blocks"),
             (&["--https-enabled=true", "--https-port=8443"], "TLS_CERT_PATH (--tls-cert-path) is not set"),
             (&["--https-enabled=true", "--https-port=8443", "--tls-cert-path=/nonexistent/cert.pem", "--tls-key-path=/nonexistent/key.pem"], "invalid TLS_CERT_PATH"),
             (&["--docker-host=/var/run/docker.sock"], "DOCKER_HOST"),

@@ -367,30 +367,69 @@ fn forwarding_headers() {
         Some("http")
     );
 
-    // A client-supplied X-Forwarded-For is appended to; X-Real-IP is not
-    // taken from the client.
-    let r = curl([
+    // A client that is not a trusted proxy cannot claim forwarding headers:
+    // they are overwritten with what gangway saw.
+    let spoofed = [
         "-H",
         "Host: fwd.test",
         "-H",
         "X-Forwarded-For: 1.2.3.4",
         "-H",
         "X-Real-IP: 6.6.6.6",
+        "-H",
+        "X-Forwarded-Proto: https",
+        "-H",
+        "X-Forwarded-Host: admin.internal",
         &url,
-    ]);
+    ];
+    let r = curl(spoofed);
     assert_eq!(
         r.backend_header("x-forwarded-for").as_deref(),
-        Some("1.2.3.4, 127.0.0.1"),
+        Some("127.0.0.1"),
         "{:?}",
         r.backend_headers()
     );
     assert_eq!(r.backend_header("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        r.backend_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        r.backend_header("x-forwarded-host").as_deref(),
+        Some("fwd.test")
+    );
     let real_ips = r
         .backend_headers()
         .into_iter()
         .filter(|(k, _)| k == "x-real-ip")
         .count();
     assert_eq!(real_ips, 1, "{:?}", r.backend_headers());
+
+    // From a trusted proxy (a load balancer in front), they are kept and the
+    // proxy's address is appended, as nginx's $proxy_add_x_forwarded_for.
+    let trusting = start(gangway(&net).env("GANGWAY_TRUSTED_PROXIES", "127.0.0.0/8, ::1"));
+    wait_routed_to(&trusting, "fwd.test", b.name());
+    let url = format!("http://127.0.0.1:{}/headers", trusting.http_port);
+    let r = curl([
+        "-H",
+        "Host: fwd.test",
+        "-H",
+        "X-Forwarded-For: 1.2.3.4",
+        "-H",
+        "X-Real-IP: 1.2.3.4",
+        "-H",
+        "X-Forwarded-Proto: https",
+        &url,
+    ]);
+    assert_eq!(
+        r.backend_header("x-forwarded-for").as_deref(),
+        Some("1.2.3.4, 127.0.0.1")
+    );
+    assert_eq!(r.backend_header("x-real-ip").as_deref(), Some("1.2.3.4"));
+    assert_eq!(
+        r.backend_header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
 
     // Method, body and path pass through.
     let r = curl([

@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use gangway_testkit::{curl, free_port, wait_until, Gangway, TempDir};
+use gangway_testkit::{curl, wait_until, Gangway, RefusedPort, TempDir};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
@@ -70,11 +70,6 @@ fn target_stats(g: &Gangway, addr: &str) -> serde_json::Value {
         .flat_map(|p| p["targets"].as_array().unwrap().clone())
         .find(|t| t["addr"] == addr)
         .unwrap_or_else(|| panic!("{addr} not in {stats:#}"))
-}
-
-/// A port that refuses connections: bound once, then released.
-fn refused() -> String {
-    format!("127.0.0.1:{}", free_port())
 }
 
 /// A backend that accepts connections, reads the request, and after
@@ -181,7 +176,8 @@ fn all_healthy_round_robin_calls_each_equally() {
 fn a_failing_backend_is_absorbed_ejected_and_tried_again_after_its_cooldown() {
     let dir = TempDir::new();
     let good = Backend::start("good");
-    let dead = refused();
+    let refusing = RefusedPort::new();
+    let dead = refusing.target();
     let g = start_pool(
         &dir,
         &[good.target(), dead.clone()],
@@ -304,7 +300,8 @@ fn every_backend_ejected_means_all_are_tried_again() {
 #[test]
 fn attempts_are_capped_and_exhaustion_is_a_502_with_the_error_page() {
     let dir = TempDir::new();
-    let dead: Vec<String> = (0..4).map(|_| refused()).collect();
+    let refusing: Vec<RefusedPort> = (0..4).map(|_| RefusedPort::new()).collect();
+    let dead: Vec<String> = refusing.iter().map(RefusedPort::target).collect();
     let g = start_pool(
         &dir,
         &dead,

@@ -10,9 +10,7 @@
 mod common;
 
 use common::*;
-use gangway_testkit::{
-    curl, free_port, make_cert, wait_until, CurlResult, Gangway, GangwayBuilder, TempDir,
-};
+use gangway_testkit::{curl, make_cert, wait_until, CurlResult, Gangway, GangwayBuilder, TempDir};
 use std::process::{Command, Output};
 
 /// `curl [extra...] -H "Host: <host>" http://127.0.0.1:<http_port><path>`.
@@ -602,7 +600,8 @@ fn error_pages_replace_errors() {
     std::fs::create_dir_all(dir.join("pages")).unwrap();
     std::fs::write(dir.join("pages/404.html"), PAGE_404).unwrap();
     // Nobody listens there: connections are refused.
-    let dead = free_port();
+    let refusing = gangway_testkit::RefusedPort::new();
+    let dead = refusing.port;
     let g = start_config(
         &dir,
         &format!(
