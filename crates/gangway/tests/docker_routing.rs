@@ -641,6 +641,7 @@ fn a_container_replaced_under_load_costs_no_request() {
     // Steady load from two clients until told to stop (bounded).
     let stop = Arc::new(AtomicBool::new(false));
     let port = g.http_port;
+    let _stop_on_failure = StopOnDrop(Arc::clone(&stop));
     let clients = steady_load(port, "deploy.test", 2, &stop);
 
     // The deploy: the new container starts, the old one is stopped.

@@ -585,6 +585,7 @@ fn a_backend_killed_during_load_costs_no_client_request() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let port = g.http_port;
+    let _stop_on_failure = StopOnDrop(Arc::clone(&stop));
     let clients = steady_load(port, "app.test", 3, &stop);
     assert!(wait_until(WAIT, || target_stats(&g, &victim_addr)
         ["requests"]

@@ -196,6 +196,16 @@ pub fn start_config(dir: &TempDir, text: &str) -> Gangway {
     start_with(&file)
 }
 
+/// Sets a stop flag when dropped, so that load threads end even when the
+/// test fails half-way.
+pub struct StopOnDrop(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Steady GET load on `host` from `clients` threads until `stop` is set
 /// (at most 5,000 requests each). Each thread returns how many requests it
 /// sent and the statuses of those that were not 200.
