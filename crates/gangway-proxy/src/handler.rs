@@ -175,7 +175,7 @@ impl Proxy {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &Connection,
         host: HeaderValue,
         (table, route, pool): (&RouteTable, &CompiledRoute, &Arc<PoolEntry>),
@@ -185,6 +185,10 @@ impl Proxy {
             tracing::debug!(target: "routing", route = route.name(), pool = pool.name(), "pool has no target");
             return own_error(table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
         }
+        // An HTTP/1.1 `Upgrade` (WebSocket and the like): the headers that
+        // ask for it are hop-by-hop, so they are carried over explicitly, and
+        // after a 101 the two connections are joined byte for byte.
+        let upgrade = upgrade_protocol(&req).map(|p| (p, hyper::upgrade::on(&mut req)));
         let (mut parts, body) = req.into_parts();
         let path = match route
             .rewrite
@@ -216,6 +220,13 @@ impl Proxy {
         if let Some(ops) = &route.request_headers {
             ops.apply(&mut parts.headers);
         }
+        if let Some((protocol, _)) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
+        let mut upgrade = upgrade.map(|(_, on_client)| on_client);
 
         let policy = pool.failover();
         let (replay, mut stream) = match replayable(body, &parts.headers, policy.replay_limit).await
@@ -282,14 +293,29 @@ impl Proxy {
             let result = tokio::time::timeout(wait, client.request(request)).await;
             target.state.finished();
             let (kind, error) = match result {
-                Ok(Ok(response)) => {
+                Ok(Ok(mut response)) => {
                     target.state.observe_latency(sent_at.elapsed());
                     target.state.responded(response.status().as_u16());
                     if target.state.succeeded() {
                         tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
                     }
+                    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                    let tunnel = match (switched, upgrade.take()) {
+                        (true, Some(on_client)) => {
+                            Some((on_client, hyper::upgrade::on(&mut response)))
+                        }
+                        _ => None,
+                    };
                     let (mut parts, body) = response.into_parts();
+                    let protocol = parts.headers.get(header::UPGRADE).cloned();
                     remove_hop_by_hop(&mut parts.headers);
+                    if let (Some((on_client, on_backend)), Some(protocol)) = (tunnel, protocol) {
+                        parts
+                            .headers
+                            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                        parts.headers.insert(header::UPGRADE, protocol);
+                        tokio::spawn(join_upgraded(on_client, on_backend, target.addr));
+                    }
                     return Response::from_parts(parts, ResponseBody::upstream(body, deadline));
                 }
                 Ok(Err(error)) if error.is_connect() => (FailureKind::Connect, error_chain(&error)),
@@ -355,6 +381,47 @@ async fn replayable(
     match declared {
         Some(len) if len <= limit => Ok(Kept::Replay(body.collect().await?.to_bytes())),
         _ => Ok(Kept::Stream(body)),
+    }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Upgrade` with
+/// `Connection: upgrade`).
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Joins the client's and the backend's connections after a 101, until
+/// either side closes. No idle timeout: WebSockets may stay quiet for long.
+async fn join_upgraded(
+    on_client: hyper::upgrade::OnUpgrade,
+    on_backend: hyper::upgrade::OnUpgrade,
+    upstream: std::net::SocketAddr,
+) {
+    let (client, backend) = match tokio::try_join!(on_client, on_backend) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::debug!(%upstream, %error, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut backend = hyper_util::rt::TokioIo::new(backend);
+    match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        Ok((up, down)) => {
+            tracing::debug!(%upstream, bytes_to_backend = up, bytes_to_client = down, "upgraded connection closed")
+        }
+        Err(error) => tracing::debug!(%upstream, %error, "upgraded connection broken"),
     }
 }
 

@@ -15,6 +15,8 @@
 //! - `/health/ok` and `/health/fail` create and remove `/healthy`;
 //!   `gangway-test-backend --probe` exits 0 while it exists: a Docker
 //!   HEALTHCHECK for an image without a shell.
+//! - A request with `Upgrade` is answered with 101 and the same
+//!   `Upgrade`, then every byte received is echoed back.
 //! - `BACKEND_DELAY_MS=N` delays every response's headers by N ms (a slow
 //!   backend).
 //! - Exits promptly on SIGTERM and SIGINT (it runs as PID 1 in a container).
@@ -165,6 +167,7 @@ async fn serve(port: u16, name: Arc<str>) -> std::io::Result<()> {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -172,7 +175,34 @@ async fn serve(port: u16, name: Arc<str>) -> std::io::Result<()> {
     }
 }
 
-async fn handle(req: Request<Incoming>, name: Arc<str>) -> Result<Response<RespBody>, Infallible> {
+async fn handle(
+    mut req: Request<Incoming>,
+    name: Arc<str>,
+) -> Result<Response<RespBody>, Infallible> {
+    // An `Upgrade` request: switch protocols and echo every byte back, so
+    // a test sees exactly what crossed the proxy in each direction.
+    if let Some(protocol) = req.headers().get(http::header::UPGRADE).cloned() {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            }
+        });
+        let mut response = Response::new(Full::new(Bytes::new()).boxed());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        response
+            .headers_mut()
+            .insert(http::header::UPGRADE, protocol);
+        if let Ok(n) = HeaderValue::from_str(&name) {
+            response.headers_mut().insert("x-backend", n);
+        }
+        return Ok(response);
+    }
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let path = req.uri().path().to_string();
