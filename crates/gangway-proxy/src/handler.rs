@@ -71,12 +71,22 @@ impl Proxy {
     /// Handles one request from a client.
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &Connection,
     ) -> Response<ResponseBody> {
         let start = Instant::now();
         let Some(host) = request_host(&req) else {
             return error_response(StatusCode::BAD_REQUEST, "the request names no host\n");
+        };
+        // Kept when the client (or a proxy in front) sent a usable one, so
+        // one id follows a request across hops; made up otherwise.
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(id) if usable_request_id(id) => id.clone(),
+            _ => {
+                let id = new_request_id();
+                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+                id
+            }
         };
         let mut record =
             tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessRecord {
@@ -85,6 +95,7 @@ impl Proxy {
                 method: req.method().clone(),
                 host: host.to_str().unwrap_or_default().into(),
                 uri: req.uri().clone(),
+                request_id: request_id.clone(),
                 status: 0,
                 bytes: 0,
                 upstream: None,
@@ -93,7 +104,8 @@ impl Proxy {
         if let Some(record) = &mut record {
             record.status = response.status().as_u16();
         }
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        parts.headers.insert(X_REQUEST_ID.clone(), request_id);
         Response::from_parts(parts, body.with_log(record))
     }
 
@@ -220,6 +232,14 @@ impl Proxy {
         if let Some(ops) = &route.request_headers {
             ops.apply(&mut parts.headers);
         }
+        parts.headers.append(
+            header::VIA,
+            HeaderValue::from_static(match parts.version {
+                Version::HTTP_2 => "2.0 gangway",
+                Version::HTTP_10 => "1.0 gangway",
+                _ => "1.1 gangway",
+            }),
+        );
         if let Some((protocol, _)) = &upgrade {
             parts
                 .headers
@@ -309,6 +329,9 @@ impl Proxy {
                     let (mut parts, body) = response.into_parts();
                     let protocol = parts.headers.get(header::UPGRADE).cloned();
                     remove_hop_by_hop(&mut parts.headers);
+                    parts
+                        .headers
+                        .append(header::VIA, HeaderValue::from_static("1.1 gangway"));
                     if let (Some((on_client, on_backend)), Some(protocol)) = (tunnel, protocol) {
                         parts
                             .headers
@@ -382,6 +405,49 @@ async fn replayable(
         Some(len) if len <= limit => Ok(Kept::Replay(body.collect().await?.to_bytes())),
         _ => Ok(Kept::Stream(body)),
     }
+}
+
+/// `X-Request-Id`: one id per request, passed to the backend, returned to
+/// the client and logged.
+static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// A client's id is kept if it is short visible ASCII (a log field and a
+/// header value, never a vehicle for anything else).
+fn usable_request_id(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// 32 hex digits from a per-thread generator seeded from the clock and the
+/// thread: unique enough to find one request in the logs, not a secret.
+fn new_request_id() -> HeaderValue {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<(u64, u64)> = Cell::new({
+            let seed = stable_hash(format!("{:?}{:?}", std::thread::current().id(), std::time::SystemTime::now()).as_bytes());
+            (seed | 1, seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15)
+        });
+    }
+    let (a, b) = STATE.with(|s| {
+        // xorshift128+
+        let (mut x, y) = s.get();
+        x ^= x << 23;
+        let next = x ^ y ^ (x >> 17) ^ (y >> 26);
+        s.set((y, next));
+        (next.wrapping_add(y), stable_hash(&next.to_le_bytes()))
+    });
+    let mut text = [0u8; 32];
+    for (i, byte) in a
+        .to_be_bytes()
+        .iter()
+        .chain(b.to_be_bytes().iter())
+        .enumerate()
+    {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        text[2 * i] = HEX[usize::from(byte >> 4)];
+        text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Upgrade` with
