@@ -75,8 +75,12 @@ impl Proxy {
         conn: &Connection,
     ) -> Response<ResponseBody> {
         let start = Instant::now();
-        let Some(host) = request_host(&req) else {
-            return error_response(StatusCode::BAD_REQUEST, "the request names no host\n");
+        let host = match request_host(&req) {
+            Ok(host) => host,
+            Err(problem) => {
+                tracing::info!(target: "access", client = %conn.client.ip, method = %req.method(), path = req.uri().path(), status = 400, reason = problem.message().trim_end(), "request refused");
+                return error_response(StatusCode::BAD_REQUEST, problem.message());
+            }
         };
         // Kept when the client (or a proxy in front) sent a usable one, so
         // one id follows a request across hops; made up otherwise.
@@ -614,15 +618,72 @@ fn expand_template(
     out
 }
 
+/// Why a request's host cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostProblem {
+    Missing,
+    Several,
+    Conflicting,
+    Invalid,
+}
+
+impl HostProblem {
+    fn message(self) -> &'static str {
+        match self {
+            HostProblem::Missing => "the request names no host\n",
+            HostProblem::Several => "the request has more than one Host header\n",
+            HostProblem::Conflicting => "the Host header disagrees with the request target\n",
+            HostProblem::Invalid => "the Host header is not valid\n",
+        }
+    }
+}
+
 /// The host a request is for: the authority of an absolute-form or HTTP/2
 /// request (RFC 9112 §3.2.2), else the `Host` header. The received header
 /// value is reused as it is, so that HTTP/1.1 requests cost no copy.
-fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    let value = match req.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok()?,
-        None => req.headers().get(header::HOST)?.clone(),
+///
+/// Refused (400, RFC 9112 §3.2): no host, more than one `Host` line, and a
+/// `Host` that names another host than the authority (which RFC 9113
+/// §8.3.1 calls malformed for HTTP/2): gangway must never route by one
+/// name while the backend sees another.
+fn request_host<B>(req: &Request<B>) -> Result<HeaderValue, HostProblem> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostProblem::Several);
+    }
+    let value = match (req.uri().authority(), header) {
+        (Some(authority), header) => {
+            let from_uri =
+                HeaderValue::from_str(authority.as_str()).map_err(|_| HostProblem::Invalid)?;
+            if let Some(header) = header {
+                if !same_host(header.as_bytes(), from_uri.as_bytes()) {
+                    return Err(HostProblem::Conflicting);
+                }
+            }
+            from_uri
+        }
+        (None, Some(header)) => header.clone(),
+        (None, None) => return Err(HostProblem::Missing),
     };
-    value.to_str().is_ok().then_some(value)
+    if value.to_str().is_err() || value.is_empty() {
+        return Err(HostProblem::Invalid);
+    }
+    Ok(value)
+}
+
+/// Whether two host values name the same host (case, port and a trailing
+/// dot aside, as routing sees them).
+fn same_host(a: &[u8], b: &[u8]) -> bool {
+    let (Ok(a), Ok(b)) = (std::str::from_utf8(a), std::str::from_utf8(b)) else {
+        return false;
+    };
+    let mut buf_a = [0u8; MAX_HOST_LEN + 8];
+    let mut buf_b = [0u8; MAX_HOST_LEN + 8];
+    match (normalize_host(a, &mut buf_a), normalize_host(b, &mut buf_b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// One of gangway's own short error responses; it names nothing internal.

@@ -20,6 +20,12 @@ use tokio_rustls::TlsAcceptor;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head (request line and headers), both protocols.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams one client connection may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 250;
+/// HTTP/2 streams reset by the client but not yet seen by gangway.
+const MAX_PENDING_RESETS: usize = 50;
 /// How long requests in flight may run on after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -48,7 +54,19 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http1()
+        // Request line and headers together: nginx's large buffers are
+        // 4 x 8 KiB; 64 KiB leaves room and still bounds memory per client.
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        // Bounds the resets a client may cause without reading (the
+        // "rapid reset" attack, CVE-2023-44487).
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
 
