@@ -7,12 +7,12 @@
 mod common;
 
 use common::*;
-use gangway_testkit::TempDir;
+use gangway_testkit::{make_cert, TempDir};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 
 /// Reads an HTTP response head (up to the blank line).
-fn read_head(stream: &mut TcpStream) -> String {
+fn read_head(stream: &mut impl Read) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -28,14 +28,30 @@ fn read_head(stream: &mut TcpStream) -> String {
     String::from_utf8(head).unwrap()
 }
 
-#[test]
-fn a_websocket_handshake_and_its_bytes_cross_the_proxy() {
-    let dir = TempDir::new();
-    let b = Backend::start("ws");
-    let g = start_config(
-        &dir,
-        &format!(
-            r#"
+const HANDSHAKE: &[u8] =
+    b"GET /socket HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Frames are bytes to gangway: a masked text frame, a binary frame with
+/// every byte value, a ping; each must come back exactly.
+fn echo_frames(s: &mut (impl Read + Write)) {
+    let text_frame: &[u8] = &[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    let binary: Vec<u8> = (0..=255u8).collect();
+    let ping: &[u8] = &[0x89, 0x80, 1, 2, 3, 4];
+    for message in [text_frame, &binary, ping] {
+        s.write_all(message).unwrap();
+        s.flush().unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        s.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, message);
+    }
+}
+
+fn chat_config(b: &Backend) -> String {
+    format!(
+        r#"
 [[pools]]
 name = "ws"
 targets = ["{}"]
@@ -51,17 +67,63 @@ name = "plain"
 hosts = ["chat.test"]
 respond = {{ body = "not a websocket\n" }}
 "#,
-            b.target()
-        ),
+        b.target()
+    )
+}
+
+#[test]
+fn a_websocket_crosses_the_https_listener_too() {
+    let dir = TempDir::new();
+    let (cert, key) = make_cert(dir.path(), "chat.test");
+    let b = Backend::start("ws");
+    let file = dir.join("gangway.toml");
+    write_atomic(&file, &chat_config(&b));
+    let g = start(
+        gangway_testkit::GangwayBuilder::new(GANGWAY)
+            .network(NO_NETWORK)
+            .env("GANGWAY_CONFIG", file.to_string_lossy())
+            .https(&cert, &key),
     );
+
+    // A TLS client that trusts exactly the test certificate (self-signed,
+    // so pinned rather than chained), HTTP/1.1 by ALPN.
+    let pem = std::fs::read(&cert).unwrap();
+    let pinned = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(Pinned {
+            cert: pinned,
+            provider,
+        }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("chat.test").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", g.https_port)).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+
+    tls.write_all(HANDSHAKE).unwrap();
+    let head = read_head(&mut tls);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    echo_frames(&mut tls);
+}
+
+#[test]
+fn a_websocket_handshake_and_its_bytes_cross_the_proxy() {
+    let dir = TempDir::new();
+    let b = Backend::start("ws");
+    let g = start_config(&dir, &chat_config(&b));
 
     let mut s = TcpStream::connect(("127.0.0.1", g.http_port)).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(
-        b"GET /socket HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
+    s.write_all(HANDSHAKE).unwrap();
     let head = read_head(&mut s);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let lower = head.to_ascii_lowercase();
@@ -69,19 +131,7 @@ respond = {{ body = "not a websocket\n" }}
     assert!(lower.contains("connection: upgrade"), "{head}");
     assert!(lower.contains("x-backend: ws"), "{head}");
 
-    // Frames are bytes to gangway: a masked text frame, a binary frame with
-    // every byte value, a ping; each comes back exactly.
-    let text_frame: &[u8] = &[
-        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-    ];
-    let binary: Vec<u8> = (0..=255u8).collect();
-    let ping: &[u8] = &[0x89, 0x80, 1, 2, 3, 4];
-    for message in [text_frame, &binary, ping] {
-        s.write_all(message).unwrap();
-        let mut echoed = vec![0u8; message.len()];
-        s.read_exact(&mut echoed).unwrap();
-        assert_eq!(echoed, message);
-    }
+    echo_frames(&mut s);
     // The client closes its side: the tunnel closes the backend's, whose
     // echo ends, and the connection ends.
     s.shutdown(Shutdown::Write).unwrap();
@@ -92,4 +142,62 @@ respond = {{ body = "not a websocket\n" }}
     // The same host without an upgrade takes the other route.
     let r = g.get("chat.test", "/socket");
     assert_eq!(r.body, "not a websocket\n");
+}
+
+/// Accepts the one certificate the test made, with real signature checks.
+#[derive(Debug)]
+struct Pinned {
+    cert: rustls::pki_types::CertificateDer<'static>,
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.cert.as_ref() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("not the test certificate".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
