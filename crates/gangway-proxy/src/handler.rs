@@ -455,20 +455,14 @@ fn new_request_id() -> HeaderValue {
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Upgrade` with
-/// `Connection: upgrade`).
+/// `Connection: upgrade`), if gangway tunnels it: WebSocket only. Any
+/// other upgrade is forwarded as a plain request (its `Upgrade` dropped as
+/// hop-by-hop): an `h2c` tunnel, say, would carry requests past routing.
 fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
+    if req.version() != Version::HTTP_11 || !is_websocket_upgrade(req.headers()) {
         return None;
     }
-    let asks = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten()
+    req.headers().get(header::UPGRADE).cloned()
 }
 
 /// Joins the client's and the backend's connections after a 101, until

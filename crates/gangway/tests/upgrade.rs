@@ -201,3 +201,36 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
             .supported_schemes()
     }
 }
+
+#[test]
+fn an_h2c_upgrade_is_not_tunnelled_past_routing() {
+    let dir = TempDir::new();
+    let b = Backend::start("ws");
+    let g = start_config(
+        &dir,
+        &format!(
+            "[[pools]]\nname = \"p\"\ntargets = [\"{}\"]\n\n[[routes]]\nname = \"r\"\nhosts = [\"chat.test\"]\npool = \"p\"\n",
+            b.target()
+        ),
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", g.http_port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(
+        b"GET /x HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    let names: Vec<&str> = v["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"upgrade"), "{names:?}");
+    assert!(!names.contains(&"http2-settings"), "{names:?}");
+}
