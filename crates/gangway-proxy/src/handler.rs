@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gangway_model::{normalize_host, Balance, ErrorPage, HashKey, Retry, MAX_HOST_LEN};
 use gangway_router::{
-    is_websocket_upgrade, now_ms, stable_hash, Captures, CompiledAction, CompiledRoute,
+    is_websocket_upgrade, now_ms, random_u64, stable_hash, Captures, CompiledAction, CompiledRoute,
     FailureKind, Lookup, PoolEntry, RequestInfo, RouteTable, Verdict,
 };
 use http::header::{self, HeaderValue};
@@ -422,32 +422,13 @@ fn usable_request_id(id: &HeaderValue) -> bool {
     !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// 32 hex digits from a per-thread generator seeded from the clock and the
-/// thread: unique enough to find one request in the logs, not a secret.
+/// 32 hex digits: unique enough to find one request in the logs, not a
+/// secret.
 fn new_request_id() -> HeaderValue {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<(u64, u64)> = Cell::new({
-            let seed = stable_hash(format!("{:?}{:?}", std::thread::current().id(), std::time::SystemTime::now()).as_bytes());
-            (seed | 1, seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15)
-        });
-    }
-    let (a, b) = STATE.with(|s| {
-        // xorshift128+
-        let (mut x, y) = s.get();
-        x ^= x << 23;
-        let next = x ^ y ^ (x >> 17) ^ (y >> 26);
-        s.set((y, next));
-        (next.wrapping_add(y), stable_hash(&next.to_le_bytes()))
-    });
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 32];
-    for (i, byte) in a
-        .to_be_bytes()
-        .iter()
-        .chain(b.to_be_bytes().iter())
-        .enumerate()
-    {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random = [random_u64().to_be_bytes(), random_u64().to_be_bytes()];
+    for (i, byte) in random.iter().flatten().enumerate() {
         text[2 * i] = HEX[usize::from(byte >> 4)];
         text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
     }

@@ -140,11 +140,7 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + 0.2 * fraction())
 }
 
-/// A number in [0, 1) that differs between calls and tasks.
+/// A random number in [0, 1).
 fn fraction() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mixed = gangway_router::stable_hash(&nanos.to_le_bytes());
-    (mixed >> 11) as f64 / (1u64 << 53) as f64
+    (gangway_router::random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }

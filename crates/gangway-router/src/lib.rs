@@ -18,8 +18,8 @@ mod stats;
 mod target;
 
 pub use explain::{CandidateReport, Explanation, TargetReport};
-pub use pool::{stable_hash, PoolEntry, Selection, TargetEntry};
-pub use request::{is_websocket_upgrade, RequestInfo};
+pub use pool::{random_u64, stable_hash, PoolEntry, Selection, TargetEntry};
+pub use request::{decode_query_component, is_websocket_upgrade, RequestInfo};
 pub use route::{
     Captures, CompiledAction, CompiledHeaderOps, CompiledRewrite, CompiledRoute, FixedResponse,
     Rejection,

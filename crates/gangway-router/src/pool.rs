@@ -264,11 +264,6 @@ impl PoolEntry {
         &self.targets
     }
 
-    /// The next target in round-robin order, or `None` if the pool is empty.
-    pub fn pick(&self) -> Option<&TargetEntry> {
-        self.pick_index().and_then(|i| self.targets.get(i))
-    }
-
     /// The target the next request would go to, without moving on.
     pub fn peek(&self) -> Option<&TargetEntry> {
         if self.targets.is_empty() {
@@ -276,15 +271,6 @@ impl PoolEntry {
         }
         self.targets
             .get(self.next.load(Ordering::Relaxed) % self.targets.len())
-    }
-
-    /// The index in [`PoolEntry::targets`] of the next target in round-robin
-    /// order, or `None` if the pool is empty.
-    pub fn pick_index(&self) -> Option<usize> {
-        if self.targets.is_empty() {
-            return None;
-        }
-        Some(self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len())
     }
 }
 
@@ -325,12 +311,13 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// A random index below `n` from a per-thread xorshift generator.
-fn random_below(n: usize) -> usize {
+/// A random number from a per-thread xorshift generator seeded from the
+/// clock and the thread: for spreading choices, not for secrets.
+pub fn random_u64() -> u64 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(
-            stable_hash(format!("{:?}{:?}", std::thread::current().id(), std::time::Instant::now()).as_bytes()) | 1
+            stable_hash(format!("{:?}{:?}", std::thread::current().id(), std::time::SystemTime::now()).as_bytes()) | 1
         );
     }
     STATE.with(|s| {
@@ -339,6 +326,10 @@ fn random_below(n: usize) -> usize {
         x ^= x >> 7;
         x ^= x << 17;
         s.set(x);
-        (x % n as u64) as usize
+        x
     })
+}
+
+fn random_below(n: usize) -> usize {
+    (random_u64() % n as u64) as usize
 }

@@ -31,7 +31,7 @@ impl<'a> RequestInfo<'a> {
         };
         query.split('&').any(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            decode(k) == name && accepts(&decode(v))
+            decode_query_component(k) == name && accepts(&decode_query_component(v))
         })
     }
 }
@@ -48,8 +48,9 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     has_token(http::header::UPGRADE, "websocket") && has_token(http::header::CONNECTION, "upgrade")
 }
 
-/// Percent-decodes a query component; invalid escapes are kept as they are.
-fn decode(s: &str) -> Cow<'_, str> {
+/// Percent-decodes a query component (`+` is a space); invalid escapes are
+/// kept as they are.
+pub fn decode_query_component(s: &str) -> Cow<'_, str> {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return Cow::Borrowed(s);
     }
@@ -90,10 +91,10 @@ mod tests {
 
     #[test]
     fn decodes_percent_and_plus() {
-        assert_eq!(decode("a%20b+c"), "a b c");
-        assert_eq!(decode("100%"), "100%");
-        assert_eq!(decode("%zz"), "%zz");
-        assert_eq!(decode("plain"), "plain");
+        assert_eq!(decode_query_component("a%20b+c"), "a b c");
+        assert_eq!(decode_query_component("100%"), "100%");
+        assert_eq!(decode_query_component("%zz"), "%zz");
+        assert_eq!(decode_query_component("plain"), "plain");
     }
 
     #[test]

@@ -401,7 +401,7 @@ fn round_robin_is_exactly_even() {
         let entry = PoolEntry::compile(&pool("rr", &refs), |_, _| Arc::default());
         let mut counts = vec![0usize; n];
         for _ in 0..(n * 100) {
-            let target = entry.pick().unwrap();
+            let target = &entry.targets()[entry.select(&[], 0, None).unwrap().index];
             let i = refs
                 .iter()
                 .position(|a| a.parse() == Ok(target.addr))
@@ -412,7 +412,7 @@ fn round_robin_is_exactly_even() {
     }
     assert!(
         PoolEntry::compile(&pool("empty", &[]), |_, _| Arc::default())
-            .pick()
+            .select(&[], 0, None)
             .is_none()
     );
 }

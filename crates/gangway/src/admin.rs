@@ -213,27 +213,7 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 fn form_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .filter(|_| bytes[i] == b'%')
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], escaped) {
-            (_, Some(b)) => {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            (b'+', None) => out.push(b' '),
-            (b, None) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    gangway_router::decode_query_component(s).into_owned()
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -278,23 +258,10 @@ pub fn admin_get(addr: &str, path_and_query: &str) -> std::io::Result<(u16, Stri
 /// Asks a running gangway's `/readyz`; exit code 0 when ready. Plain
 /// HTTP/1.0 over a socket, so that an image needs no HTTP client.
 pub fn healthcheck(addr: &str) -> std::process::ExitCode {
-    use std::io::{Read, Write};
     use std::process::ExitCode;
-    let timeout = std::time::Duration::from_secs(3);
-    let ready = (|| -> std::io::Result<bool> {
-        let addr = addr
-            .parse()
-            .map_err(|_| std::io::Error::other("CONTROL_PLANE_ADDR is not an address"))?;
-        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.write_all(b"GET /readyz HTTP/1.0\r\nHost: gangway\r\n\r\n")?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head)?;
-        Ok(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
-    })();
-    match ready {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
+    match admin_get(addr, "/readyz") {
+        Ok((200, _)) => ExitCode::SUCCESS,
+        Ok(_) => {
             eprintln!("gangway at {addr} is not ready");
             ExitCode::FAILURE
         }

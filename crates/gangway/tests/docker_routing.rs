@@ -658,15 +658,6 @@ fn a_container_replaced_under_load_costs_no_request() {
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
 
-    let mut total = 0;
-    for c in clients {
-        let (sent, failures) = c.join().unwrap();
-        total += sent;
-        assert!(
-            failures.is_empty(),
-            "failed requests during the deploy: {failures:?}\n{}",
-            g.output()
-        );
-    }
+    let total = finish_load(clients, &g);
     assert!(total > 20, "too little load to mean anything: {total}");
 }

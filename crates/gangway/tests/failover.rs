@@ -601,16 +601,7 @@ fn a_backend_killed_during_load_costs_no_client_request() {
     let after_ejection = target_stats(&g, &victim_addr)["requests"].as_u64().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    for c in clients {
-        let (sent, failures) = c.join().unwrap();
-        total += sent;
-        assert!(
-            failures.is_empty(),
-            "clients saw {failures:?}\n{}",
-            g.output()
-        );
-    }
+    let total = finish_load(clients, &g);
     assert!(total > 30, "too little load: {total}");
     assert_eq!(
         target_stats(&g, &victim_addr)["requests"].as_u64().unwrap(),

@@ -234,3 +234,19 @@ pub fn steady_load(
         })
         .collect()
 }
+
+/// Waits for the load threads; panics if any request failed. Returns how
+/// many requests were sent in all.
+pub fn finish_load(clients: Vec<std::thread::JoinHandle<(usize, Vec<u16>)>>, g: &Gangway) -> usize {
+    let mut total = 0;
+    for c in clients {
+        let (sent, failures) = c.join().unwrap_or_default();
+        total += sent;
+        assert!(
+            failures.is_empty(),
+            "clients saw {failures:?}\n{}",
+            g.output()
+        );
+    }
+    total
+}
