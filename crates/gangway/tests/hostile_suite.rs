@@ -2119,6 +2119,9 @@ mod h2 {
         Some(out)
     }
 
+    /// RFC 7541 §6.3 (size update), §6.1 (indexed static `:status 200`)
+    /// and Appendix B (Huffman digits): the suite's own `:status` decoder,
+    /// which every HTTP/2 case relies on.
     #[test]
     fn status_decoding() {
         // "403" Huffman-coded: 011010 00000 011001, padded with ones.
