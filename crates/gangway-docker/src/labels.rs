@@ -6,7 +6,8 @@
 //! serves several ports or sites. `docs/labels.md` lists every key.
 
 use gangway_model::{
-    parse_duration, validate_host_pattern, Balance, FieldMatch, PathMatch, ValueMatch,
+    parse_duration, parse_size, validate_host_pattern, Balance, FieldMatch, PathMatch, Protocol,
+    Upstream, ValueMatch,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use thiserror::Error;
 pub const DEFAULT_PORT: u16 = 80;
 
 /// The keys a route's labels may use, besides `header.<Name>`.
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 16] = [
     "host",
     "route-while-starting",
     "weight",
@@ -29,6 +30,10 @@ const KEYS: [&str; 12] = [
     "priority",
     "methods",
     "redirect-to-https",
+    "max-body-size",
+    "protocol",
+    "tls-verify",
+    "tls-server-name",
 ];
 
 /// One route a container's labels ask for.
@@ -60,6 +65,10 @@ pub struct RouteLabels {
     /// How long after its start a container whose Docker health check
     /// still says `starting` is routed anyway.
     pub starting_grace: Option<Duration>,
+    /// The largest request body accepted, in bytes.
+    pub max_body_size: Option<u64>,
+    /// Protocol and TLS towards the container.
+    pub upstream: Upstream,
 }
 
 /// Why a container's labels cannot be used; the message names the label,
@@ -397,7 +406,41 @@ fn parse_route(
         })?),
     };
 
+    let max_body_size = match keys.get("max-body-size") {
+        None => None,
+        Some(&(label, value)) => Some(parse_size(value).map_err(|e| error(label, value, e))?),
+    };
+
+    let mut upstream = Upstream::default();
+    if let Some(&(label, value)) = keys.get("protocol") {
+        upstream.protocol = Protocol::parse(value).map_err(|e| error(label, value, e))?;
+    }
+    if let Some(&(label, value)) = keys.get("tls-verify") {
+        upstream.tls_verify = match value.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(error(label, value, "expected true or false")),
+        };
+    }
+    if let Some(&(_, value)) = keys.get("tls-server-name") {
+        upstream.tls_server_name = Some(value.trim().to_owned());
+    }
+    if !upstream.protocol.tls() {
+        let tls_label = keys
+            .get("tls-verify")
+            .or_else(|| keys.get("tls-server-name"));
+        if let Some(&(label, value)) = tls_label {
+            return Err(error(
+                label,
+                value,
+                "TLS settings need protocol=https or protocol=h2",
+            ));
+        }
+    }
+
     Ok(RouteLabels {
+        max_body_size,
+        upstream,
         starting_grace,
         balance,
         weight,

@@ -4,7 +4,7 @@
 use crate::labels::{parse_labels, LabelError, RouteLabels};
 use gangway_model::{
     Action, Balance, FieldMatch, Fragment, PathMatch, Pool, Rewrite, Route, Source, Target,
-    TargetOrigin,
+    TargetOrigin, Upstream,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -241,6 +241,8 @@ impl Backends {
                         strip_prefix: labels.strip_prefix.clone(),
                         redirect_to_https: labels.redirect_to_https,
                         balance: labels.balance.clone(),
+                        max_body_size: labels.max_body_size,
+                        upstream: labels.upstream.clone(),
                     };
                     let unit = units.entry(key.clone()).or_insert_with(|| Unit {
                         settings: settings.clone(),
@@ -283,6 +285,7 @@ impl Backends {
             route.matcher.methods = key.methods.clone();
             route.matcher.headers = key.headers.clone();
             route.rewrite = unit.settings.strip_prefix.clone().map(Rewrite::StripPrefix);
+            route.max_body_size = unit.settings.max_body_size;
             if unit.settings.redirect_to_https {
                 let mut redirect = route.clone();
                 redirect.name = format!("{name}.to-https");
@@ -306,6 +309,7 @@ impl Backends {
                 timeouts: Default::default(),
                 balance: unit.settings.balance,
                 health: None,
+                upstream: unit.settings.upstream,
             });
         }
         (fragment, conflicts)
@@ -350,6 +354,8 @@ struct UnitSettings {
     strip_prefix: Option<String>,
     redirect_to_https: bool,
     balance: Balance,
+    max_body_size: Option<u64>,
+    upstream: Upstream,
 }
 
 struct Unit {

@@ -6,13 +6,16 @@
 //! documents every key.
 
 use crate::balance::Balance;
-use crate::failover::{parse_duration, parse_status_range, Failover, HealthCheck, Retry, Timeouts};
+use crate::failover::{
+    parse_duration, parse_size, parse_status_range, Failover, HealthCheck, Retry, Timeouts,
+};
 use crate::route::{
     Action, FieldMatch, HeaderOps, Matcher, PathMatch, Rewrite, Route, StaticFiles, ValueMatch,
 };
 use crate::snapshot::{
     ErrorPage, Fragment, ListenerSpec, ListenerTls, Pool, Source, StatusSet, Target, TargetOrigin,
 };
+use crate::upstream::{Protocol, Upstream};
 use crate::validate::{validate, Problem, Severity};
 use crate::validate_host_pattern;
 use serde::Deserialize;
@@ -130,6 +133,21 @@ pub fn parse_file(
         let mut timeouts = None;
         let mut balance = None;
         let mut health = None;
+        let mut upstream = Upstream::default();
+        part(Protocol::parse(&pool.protocol).map(|p| upstream.protocol = p));
+        if !upstream.protocol.tls()
+            && (pool.tls_ca.is_some() || pool.tls_server_name.is_some() || !pool.tls_verify)
+        {
+            part(Err(
+                "tls_verify, tls_ca and tls_server_name belong to protocol = \"https\" or \"h2\" pools".into(),
+            ));
+        }
+        upstream.tls_verify = pool.tls_verify;
+        upstream.tls_ca = pool
+            .tls_ca
+            .as_ref()
+            .map(|ca| base_dir.join(ca).to_string_lossy().into_owned());
+        upstream.tls_server_name = pool.tls_server_name.clone();
         part(
             pool.failover
                 .as_ref()
@@ -165,6 +183,7 @@ pub fn parse_file(
             failover,
             timeouts,
             balance,
+            upstream,
         });
     }
 
@@ -180,6 +199,10 @@ pub fn parse_file(
                 format!("listener {:?}: {message}", l.name),
             ))
         };
+        if l.h2c && l.protocol != "http" {
+            fail("h2c applies to http listeners; https listeners offer HTTP/2 by ALPN".into());
+            continue;
+        }
         let tls = match (l.protocol.as_str(), &l.cert, &l.key) {
             ("http", None, None) => None,
             ("http", _, _) => {
@@ -205,6 +228,7 @@ pub fn parse_file(
             name: l.name.clone(),
             port: l.port,
             tls,
+            h2c: l.h2c,
         });
     }
 
@@ -410,6 +434,14 @@ fn convert_route(spec: &RouteSpec, base_dir: &Path, errors: &mut Vec<String>) ->
             None
         }
     };
+    let max_body_size = match spec.max_body_size.as_deref().map(parse_size) {
+        None => None,
+        Some(Ok(size)) => Some(size),
+        Some(Err(error)) => {
+            errors.push(format!("max_body_size: {error}"));
+            return None;
+        }
+    };
     Some(Route {
         name: spec.name.clone(),
         priority: spec.priority,
@@ -419,6 +451,8 @@ fn convert_route(spec: &RouteSpec, base_dir: &Path, errors: &mut Vec<String>) ->
         request_headers: spec.request_headers.to_ops(),
         response_headers: spec.response_headers.to_ops(),
         intercept_errors: spec.intercept_errors,
+        max_body_size,
+        allow_upgrade: spec.allow_upgrade,
     })
 }
 
@@ -444,6 +478,8 @@ struct ListenerFileSpec {
     protocol: String,
     cert: Option<String>,
     key: Option<String>,
+    #[serde(default)]
+    h2c: bool,
 }
 
 fn default_protocol() -> String {
@@ -462,6 +498,12 @@ struct PoolSpec {
     failover: Option<FailoverSpec>,
     timeouts: Option<TimeoutsSpec>,
     health: Option<HealthSpec>,
+    #[serde(default = "default_protocol")]
+    protocol: String,
+    #[serde(default = "yes")]
+    tls_verify: bool,
+    tls_ca: Option<String>,
+    tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -623,6 +665,13 @@ struct RouteSpec {
     response_headers: HeaderOpsSpec,
     #[serde(default)]
     intercept_errors: bool,
+    max_body_size: Option<String>,
+    #[serde(default = "yes")]
+    allow_upgrade: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]

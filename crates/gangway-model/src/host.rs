@@ -56,6 +56,48 @@ pub fn normalize_host<'a>(raw: &'a str, buf: &'a mut [u8; MAX_HOST_LEN + 8]) -> 
     std::str::from_utf8(out).ok()
 }
 
+/// Whether a request's `Host` header (or HTTP/2 `:authority`) has the form
+/// `uri-host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2) with a host gangway
+/// can route: a name of letters, digits, `-`, `_` and `.`, or a bracketed
+/// IPv6 literal, and a port of at most 65535. Lists, user information
+/// (`user@host`), spaces and other characters make a request ambiguous
+/// between gangway and the backend, so it is refused.
+pub fn is_valid_authority(raw: &str) -> bool {
+    let (host_ok, port) = match raw.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((literal, after)) => (
+                literal.parse::<std::net::Ipv6Addr>().is_ok(),
+                match after {
+                    "" => None,
+                    _ => match after.strip_prefix(':') {
+                        Some(port) => Some(port),
+                        None => return false,
+                    },
+                },
+            ),
+            None => return false,
+        },
+        None => {
+            let (host, port) = match raw.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (raw, None),
+            };
+            let name_ok = !host.is_empty()
+                && host.len() <= MAX_HOST_LEN + 1
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            (name_ok, port)
+        }
+    };
+    // RFC 3986 allows an empty port; more than five digits cannot be one.
+    let port_ok = port.is_none_or(|p| {
+        p.is_empty()
+            || (p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok())
+    });
+    host_ok && port_ok
+}
+
 /// Checks a host name given in configuration and returns its routing key.
 ///
 /// Accepts DNS names (letters, digits, `-`, `_`, dots), IP addresses, and a
@@ -92,6 +134,37 @@ pub fn validate_host_pattern(raw: &str) -> Result<String, HostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorities() {
+        for good in [
+            "a.test",
+            "A.Test:8080",
+            "a.test.",
+            "10.0.0.1:80",
+            "[::1]",
+            "[::1]:443",
+            "a_b.test:",
+        ] {
+            assert!(is_valid_authority(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a.test, evil.test",
+            "a.test:abc",
+            "evil.test@a.test",
+            "a.test:99999",
+            "a.test:123456",
+            "[::1",
+            "[zz]:80",
+            "[::1]x",
+            "a test",
+            "a.test:80:80",
+            ":80",
+        ] {
+            assert!(!is_valid_authority(bad), "{bad}");
+        }
+    }
 
     fn norm(raw: &str) -> Option<String> {
         let mut buf = [0u8; MAX_HOST_LEN + 8];

@@ -198,6 +198,12 @@ pub struct Route {
     /// Replace error responses of the backend (4xx, 5xx) with the
     /// configured error pages, like nginx's `proxy_intercept_errors`.
     pub intercept_errors: bool,
+    /// The largest request body the route accepts, in bytes; larger ones
+    /// get 413. `None`: no limit.
+    pub max_body_size: Option<u64>,
+    /// Whether WebSocket upgrade requests are tunnelled; when not, they get
+    /// 403.
+    pub allow_upgrade: bool,
 }
 
 impl Route {
@@ -215,6 +221,8 @@ impl Route {
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
             intercept_errors: false,
+            max_body_size: None,
+            allow_upgrade: true,
         }
     }
 }

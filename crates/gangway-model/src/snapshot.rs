@@ -4,6 +4,7 @@
 use crate::balance::Balance;
 use crate::failover::{Failover, HealthCheck, Timeouts};
 use crate::route::{Action, Route};
+use crate::upstream::Upstream;
 use serde::Serialize;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -64,6 +65,8 @@ pub struct Pool {
     pub balance: Balance,
     /// The active health check, if any.
     pub health: Option<HealthCheck>,
+    /// Protocol and TLS towards the targets.
+    pub upstream: Upstream,
 }
 
 /// An extra port to serve, declared in the configuration file (the ports
@@ -76,6 +79,8 @@ pub struct ListenerSpec {
     pub port: u16,
     /// Certificate and key for HTTPS; `None` for plain HTTP.
     pub tls: Option<ListenerTls>,
+    /// Whether a plain listener also takes HTTP/2 with prior knowledge.
+    pub h2c: bool,
 }
 
 /// The certificate of an HTTPS listener.
@@ -264,6 +269,7 @@ mod tests {
                 timeouts: Timeouts::default(),
                 balance: Balance::default(),
                 health: None,
+                upstream: Default::default(),
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

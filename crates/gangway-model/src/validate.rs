@@ -449,6 +449,7 @@ mod tests {
                 timeouts: Default::default(),
                 balance: Default::default(),
                 health: None,
+                upstream: Default::default(),
             }],
             error_pages: Vec::new(),
             listeners: Vec::new(),

@@ -1,6 +1,7 @@
 //! The response body gangway sends to clients, and the access log line that
 //! is written when that body has been sent (or abandoned).
 
+use crate::client_body::ClientBody;
 use bytes::{Bytes, BytesMut};
 use gangway_router::PoolEntry;
 use http::{Method, Uri};
@@ -226,19 +227,19 @@ impl AccessRecord {
 #[derive(Debug)]
 pub enum RequestBody {
     /// Streamed from the client; can be sent once.
-    Stream(Incoming),
+    Stream(ClientBody),
     /// Kept; each attempt sends a copy (a cheap reference-counted one).
     Replay(Option<Bytes>),
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut *self {
             RequestBody::Stream(body) => Pin::new(body).poll_frame(cx),
             RequestBody::Replay(bytes) => Poll::Ready(

@@ -2,18 +2,22 @@
 //! forward (pick a target, rewrite path and headers, stream the answer
 //! back), redirect, serve files, or answer directly.
 
-use crate::body::RequestBody;
-use crate::body::{AccessRecord, ResponseBody};
+use crate::body::{AccessRecord, BodyError, RequestBody, ResponseBody};
+use crate::client_body::{BodyFault, ClientBody, FaultCell};
+use crate::forwarded::add_forwarded;
 use crate::headers::{add_forwarding, remove_hop_by_hop, ClientInfo, TrustedProxies};
 use crate::static_files::{self, Served};
 use crate::statistics;
 use crate::upstream::Clients;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use gangway_model::{normalize_host, Balance, ErrorPage, HashKey, Retry, MAX_HOST_LEN};
+use gangway_model::{
+    is_valid_authority, normalize_host, Balance, ErrorPage, HashKey, Retry, MAX_HOST_LEN,
+};
 use gangway_router::{
-    is_websocket_upgrade, now_ms, random_u64, stable_hash, Captures, CompiledAction, CompiledRoute,
-    FailureKind, Lookup, PoolEntry, RequestInfo, RouteTable, Verdict,
+    is_websocket_upgrade, now_ms, random_u64, remove_dot_segments, stable_hash, Captures,
+    CompiledAction, CompiledRoute, FailureKind, Lookup, PoolEntry, RequestInfo, RouteTable,
+    Verdict,
 };
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
@@ -22,8 +26,9 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Per-connection facts, computed once when the connection is accepted.
 #[derive(Debug, Clone)]
@@ -43,29 +48,60 @@ impl Connection {
     }
 }
 
+/// What the operator decides about clients (the `GANGWAY_*` settings).
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Proxies in front of gangway whose forwarding headers are kept.
+    pub trusted: TrustedProxies,
+    /// How long a client may take to send a request head (slowloris).
+    pub header_timeout: Duration,
+    /// The longest pause allowed within a request body.
+    pub body_timeout: Duration,
+    /// Client connections open at once, over all listeners; more are
+    /// closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Whether to send the standard `Forwarded` header (RFC 7239) too.
+    pub forwarded_header: bool,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            trusted: TrustedProxies::default(),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            max_connections: 20_000,
+            forwarded_header: false,
+        }
+    }
+}
+
 /// The forwarding proxy: the current routing table and the upstream
 /// connection pool.
 #[derive(Debug)]
 pub struct Proxy {
     routes: Arc<ArcSwap<RouteTable>>,
-    trusted: TrustedProxies,
+    pub(crate) settings: ProxySettings,
     clients: Clients,
+    /// Client connections open now, for `max_connections`.
+    pub(crate) open_connections: AtomicUsize,
 }
 
 impl Proxy {
     /// A proxy reading routes from `routes`, which providers swap as the
     /// configuration changes.
-    pub fn new(routes: Arc<ArcSwap<RouteTable>>, trusted: TrustedProxies) -> Self {
+    pub fn new(routes: Arc<ArcSwap<RouteTable>>, settings: ProxySettings) -> Self {
         Proxy {
             routes,
-            trusted,
+            settings,
             clients: Clients::default(),
+            open_connections: AtomicUsize::new(0),
         }
     }
 
     /// Whether forwarding headers from `ip` are trusted.
     pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
-        self.trusted.contains(ip)
+        self.settings.trusted.contains(ip)
     }
 
     /// Handles one request from a client.
@@ -75,22 +111,32 @@ impl Proxy {
         conn: &Connection,
     ) -> Response<ResponseBody> {
         let start = Instant::now();
+        if let Err((status, reason)) = check_target(&req) {
+            return refuse(&req, conn, status, reason);
+        }
+        if req.method() == Method::OPTIONS && req.uri().path() == "*" {
+            // A question about gangway itself (RFC 9110 §9.3.7).
+            let mut response = Response::new(ResponseBody::empty());
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+            return response;
+        }
         let host = match request_host(&req) {
             Ok(host) => host,
-            Err(problem) => {
-                tracing::info!(target: "access", client = %conn.client.ip, method = %req.method(), path = req.uri().path(), status = 400, reason = problem.message().trim_end(), "request refused");
-                return error_response(StatusCode::BAD_REQUEST, problem.message());
-            }
+            Err(problem) => return refuse(&req, conn, StatusCode::BAD_REQUEST, problem.message()),
         };
+        if let Some(path) = remove_dot_segments(req.uri().path()) {
+            match with_path(req.uri(), &path) {
+                Some(uri) => *req.uri_mut() = uri,
+                None => return refuse(&req, conn, StatusCode::BAD_REQUEST, BAD_TARGET),
+            }
+        }
         // Kept when the client (or a proxy in front) sent a usable one, so
         // one id follows a request across hops; made up otherwise.
         let request_id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) if usable_request_id(id) => id.clone(),
-            _ => {
-                let id = new_request_id();
-                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-                id
-            }
+            _ => new_request_id(),
         };
         let mut record =
             tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessRecord {
@@ -104,7 +150,7 @@ impl Proxy {
                 bytes: 0,
                 upstream: None,
             });
-        let response = self.route(req, conn, host, &mut record).await;
+        let response = self.route(req, conn, host, &request_id, &mut record).await;
         if let Some(record) = &mut record {
             record.status = response.status().as_u16();
         }
@@ -118,6 +164,7 @@ impl Proxy {
         req: Request<Incoming>,
         conn: &Connection,
         host: HeaderValue,
+        request_id: &HeaderValue,
         record: &mut Option<AccessRecord>,
     ) -> Response<ResponseBody> {
         let table = self.routes.load_full();
@@ -143,8 +190,8 @@ impl Proxy {
 
         let mut response = match &route.action {
             CompiledAction::Forward(Some(pool)) => {
-                self.forward(req, conn, host, (&table, route, pool), record)
-                    .await
+                let request = (req, conn, host, request_id);
+                self.forward(request, (&table, route, pool), record).await
             }
             CompiledAction::Forward(None) => {
                 own_error(&table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
@@ -191,12 +238,24 @@ impl Proxy {
 
     async fn forward(
         &self,
-        mut req: Request<Incoming>,
-        conn: &Connection,
-        host: HeaderValue,
+        (mut req, conn, host, request_id): (
+            Request<Incoming>,
+            &Connection,
+            HeaderValue,
+            &HeaderValue,
+        ),
         (table, route, pool): (&RouteTable, &CompiledRoute, &Arc<PoolEntry>),
         record: &mut Option<AccessRecord>,
     ) -> Response<ResponseBody> {
+        if is_websocket_upgrade(req.headers()) && !route.allow_upgrade {
+            return refuse(&req, conn, StatusCode::FORBIDDEN, UPGRADE_FORBIDDEN);
+        }
+        if let Some(max) = route.max_body_size {
+            if declared_length(req.headers()).is_some_and(|len| len > max) {
+                let fault = BodyFault::TooLarge;
+                return refuse(&req, conn, fault.status(), fault.reason());
+            }
+        }
         if pool.targets().is_empty() {
             tracing::debug!(target: "routing", route = route.name(), pool = pool.name(), "pool has no target");
             return own_error(table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
@@ -205,6 +264,7 @@ impl Proxy {
         // ask for it are hop-by-hop, so they are carried over explicitly, and
         // after a 101 the two connections are joined byte for byte.
         let upgrade = upgrade_protocol(&req).map(|p| (p, hyper::upgrade::on(&mut req)));
+        let wants_trailers = accepts_trailers(req.headers());
         let (mut parts, body) = req.into_parts();
         let path = match route
             .rewrite
@@ -227,11 +287,23 @@ impl Proxy {
                 }
             }
         };
-        if !parts.headers.contains_key(header::HOST) {
-            // HTTP/2 carries the host in :authority; HTTP/1.1 backends need Host.
-            parts.headers.insert(header::HOST, host.clone());
-        }
         remove_hop_by_hop(&mut parts.headers);
+        // After the hop-by-hop removal, so that no `Connection` header can
+        // take these away. HTTP/2 carries the host in :authority; HTTP/1.1
+        // backends need Host.
+        parts.headers.insert(header::HOST, host.clone());
+        parts
+            .headers
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        if wants_trailers {
+            // The one TE value that is end to end in effect: gRPC needs it.
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        if self.settings.forwarded_header {
+            add_forwarded(&mut parts.headers, conn.client, &host);
+        }
         add_forwarding(&mut parts.headers, conn.client, &conn.client_ip, host);
         if let Some(ops) = &route.request_headers {
             ops.apply(&mut parts.headers);
@@ -253,13 +325,20 @@ impl Proxy {
         let mut upgrade = upgrade.map(|(_, on_client)| on_client);
 
         let policy = pool.failover();
+        let fault = Arc::new(FaultCell::default());
+        let body = ClientBody::new(
+            body,
+            self.settings.body_timeout,
+            route.max_body_size,
+            Arc::clone(&fault),
+        );
         let (replay, mut stream) = match replayable(body, &parts.headers, policy.replay_limit).await
         {
             Ok(Kept::Replay(bytes)) => (Some(bytes), None),
             Ok(Kept::Stream(body)) => (None, Some(body)),
-            Err(error) => {
-                tracing::debug!(%error, "request body could not be read");
-                return own_error(table, StatusCode::BAD_REQUEST, BAD_BODY);
+            Err(_) => {
+                let fault = fault.get().unwrap_or(BodyFault::Malformed);
+                return refuse_parts(&parts, conn, fault.status(), fault.reason());
             }
         };
         let may_resend = match policy.retry {
@@ -269,7 +348,14 @@ impl Proxy {
         };
         let max_attempts = (policy.max_attempts as usize).min(pool.targets().len());
         let timeouts = pool.timeouts();
-        let client = self.clients.get(timeouts);
+        let Ok(client) = self.clients.get(timeouts, pool.upstream()) else {
+            return own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY);
+        };
+        let scheme = if pool.upstream().protocol.tls() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
         let deadline = timeouts.request.map(|d| tokio::time::Instant::now() + d);
         let mut tried: Vec<usize> = Vec::new();
 
@@ -287,7 +373,7 @@ impl Proxy {
                 (None, None) => break,
             };
             let uri = Uri::builder()
-                .scheme(Scheme::HTTP)
+                .scheme(scheme.clone())
                 .authority(target.authority.clone())
                 .path_and_query(path.clone())
                 .build();
@@ -316,6 +402,11 @@ impl Proxy {
             }
             let result = tokio::time::timeout(wait, client.request(request)).await;
             target.state.finished();
+            if let Some(fault) = fault.get() {
+                // The client broke off its own request: not the backend's
+                // failure, and nothing to try again.
+                return refuse_parts(&parts, conn, fault.status(), fault.reason());
+            }
             let (kind, error) = match result {
                 Ok(Ok(mut response)) => {
                     target.state.observe_latency(sent_at.elapsed());
@@ -388,27 +479,122 @@ impl Proxy {
 /// A request body, read into memory when small enough to be sent again.
 enum Kept {
     Replay(Bytes),
-    Stream(Incoming),
+    Stream(ClientBody),
 }
 
 /// Keeps bodies that are empty or whose declared length is at most
 /// `limit`; longer or unknown-length ones stream.
 async fn replayable(
-    body: Incoming,
+    body: ClientBody,
     headers: &http::HeaderMap,
     limit: u64,
-) -> Result<Kept, hyper::Error> {
+) -> Result<Kept, BodyError> {
     if body.is_end_stream() {
         return Ok(Kept::Replay(Bytes::new()));
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+    match declared_length(headers) {
         Some(len) if len <= limit => Ok(Kept::Replay(body.collect().await?.to_bytes())),
         _ => Ok(Kept::Stream(body)),
     }
+}
+
+/// The body length a request declares (hyper has already refused requests
+/// whose `Content-Length` is invalid or conflicting).
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Whether the client accepts trailers (`TE: trailers`, RFC 9110 §10.1.4).
+fn accepts_trailers(headers: &http::HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .eq_ignore_ascii_case("trailers")
+            })
+        })
+    })
+}
+
+/// Refuses a request as the client's fault: gangway's own short answer and
+/// a `request refused` log line with the reason.
+fn refuse<B>(
+    req: &Request<B>,
+    conn: &Connection,
+    status: StatusCode,
+    reason: &'static str,
+) -> Response<ResponseBody> {
+    refused(req.method(), req.uri(), conn, status, reason)
+}
+
+fn refuse_parts(
+    parts: &http::request::Parts,
+    conn: &Connection,
+    status: StatusCode,
+    reason: &'static str,
+) -> Response<ResponseBody> {
+    refused(&parts.method, &parts.uri, conn, status, reason)
+}
+
+fn refused(
+    method: &Method,
+    uri: &Uri,
+    conn: &Connection,
+    status: StatusCode,
+    reason: &'static str,
+) -> Response<ResponseBody> {
+    tracing::info!(
+        target: "access",
+        client = %conn.client.ip,
+        %method,
+        path = uri.path(),
+        status = status.as_u16(),
+        reason = reason.trim_end(),
+        "request refused"
+    );
+    let mut response = error_response(status, reason);
+    if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still be on its way; do not read it.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Refuses request targets that do not fit the method (RFC 9112 §3.2):
+/// CONNECT (gangway tunnels nothing but WebSockets), the authority form
+/// for any other method, and `*` for anything but OPTIONS.
+fn check_target<B>(req: &Request<B>) -> Result<(), (StatusCode, &'static str)> {
+    if req.method() == Method::CONNECT {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, NO_CONNECT));
+    }
+    let uri = req.uri();
+    let path = uri.path();
+    let authority_form = uri.scheme().is_none() && uri.authority().is_some();
+    let asterisk_ok = path != "*" || req.method() == Method::OPTIONS;
+    if authority_form || !asterisk_ok || !(path.starts_with('/') || path == "*") {
+        return Err((StatusCode::BAD_REQUEST, BAD_TARGET));
+    }
+    Ok(())
+}
+
+/// `uri` with its path replaced, query kept.
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let path_and_query = match uri.query() {
+        Some(query) => PathAndQuery::try_from(format!("{path}?{query}")),
+        None => PathAndQuery::try_from(path),
+    }
+    .ok()?;
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).ok()
 }
 
 /// `X-Request-Id`: one id per request, passed to the backend, returned to
@@ -502,7 +688,10 @@ const UNAVAILABLE: &str = "no backend is available for this host right now\n";
 const BAD_GATEWAY: &str = "the backend for this host did not answer\n";
 const BAD_TARGET: &str = "the request target is invalid\n";
 const GATEWAY_TIMEOUT: &str = "the backend for this host did not answer in time\n";
-const BAD_BODY: &str = "the request body could not be read\n";
+const NO_CONNECT: &str = "gangway does not tunnel CONNECT requests\n";
+const UPGRADE_FORBIDDEN: &str = "this route does not allow WebSocket upgrades\n";
+/// What `OPTIONS *` answers.
+const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 const FILE_NOT_FOUND: &str = "no such file\n";
 const BAD_PATH: &str = "the path is not valid\n";
 
@@ -617,15 +806,22 @@ impl HostProblem {
 /// request (RFC 9112 §3.2.2), else the `Host` header. The received header
 /// value is reused as it is, so that HTTP/1.1 requests cost no copy.
 ///
-/// Refused (400, RFC 9112 §3.2): no host, more than one `Host` line, and a
-/// `Host` that names another host than the authority (which RFC 9113
-/// §8.3.1 calls malformed for HTTP/2): gangway must never route by one
-/// name while the backend sees another.
+/// Refused (400, RFC 9112 §3.2): no host (an HTTP/1.1 request must send
+/// `Host` even with an absolute URI), more than one `Host` line, a value
+/// that is not `host[:port]`, and a `Host` that names another host than
+/// the authority (which RFC 9113 §8.3.1 calls malformed for HTTP/2):
+/// gangway must never route by one name while the backend sees another.
 fn request_host<B>(req: &Request<B>) -> Result<HeaderValue, HostProblem> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
         return Err(HostProblem::Several);
+    }
+    if header.is_none() && req.version() == Version::HTTP_11 {
+        return Err(HostProblem::Missing);
+    }
+    if header.is_some_and(|h| !h.to_str().is_ok_and(is_valid_authority)) {
+        return Err(HostProblem::Invalid);
     }
     let value = match (req.uri().authority(), header) {
         (Some(authority), header) => {
@@ -641,7 +837,7 @@ fn request_host<B>(req: &Request<B>) -> Result<HeaderValue, HostProblem> {
         (None, Some(header)) => header.clone(),
         (None, None) => return Err(HostProblem::Missing),
     };
-    if value.to_str().is_err() || value.is_empty() {
+    if !value.to_str().is_ok_and(is_valid_authority) {
         return Err(HostProblem::Invalid);
     }
     Ok(value)

@@ -6,13 +6,11 @@
 //! path: requests only read the result.
 
 use crate::body::RequestBody;
+use crate::upstream::{Clients, UpstreamClient};
 use arc_swap::ArcSwap;
-use gangway_model::HealthCheck;
+use gangway_model::{HealthCheck, Timeouts, Upstream};
 use gangway_router::{RouteTable, TargetState};
 use http::{header, Request, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,18 +23,18 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One check task's identity: the same target (by address and origin)
 /// under the same check keeps its task, and its streak, across reloads.
-type Key = (String, SocketAddr, String, HealthCheck);
+type Key = (String, SocketAddr, String, HealthCheck, Upstream);
 
 /// Runs the health checks of the current table until the process ends.
 pub async fn run_health_checks(table: Arc<ArcSwap<RouteTable>>) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, RequestBody> = Client::builder(TokioExecutor::new())
-        // Checks are far apart; a fresh connection each time also tests
-        // that the target still accepts connections.
-        .pool_max_idle_per_host(0)
-        .set_host(false)
-        .build(connector);
+    // Checks speak the pool's protocol. They are far apart; a fresh
+    // connection each time also tests that the target still accepts
+    // connections.
+    let clients = Clients::default();
+    let check_timeouts = Timeouts {
+        max_idle_per_target: 0,
+        ..Timeouts::default()
+    };
     let mut running: HashMap<Key, JoinHandle<()>> = HashMap::new();
     let mut seen_snapshot = None;
     loop {
@@ -49,12 +47,17 @@ pub async fn run_health_checks(table: Arc<ArcSwap<RouteTable>>) {
                 let Some(check) = pool.health() else {
                     continue;
                 };
+                if clients.get(&check_timeouts, pool.upstream()).is_err() {
+                    // Already logged; requests to the pool get 502.
+                    continue;
+                }
                 for target in pool.targets() {
                     let key = (
                         pool.name().to_owned(),
                         target.addr,
                         target.id.to_string(),
                         check.clone(),
+                        pool.upstream().clone(),
                     );
                     wanted.insert(key, (Arc::clone(&target.state), target.name.to_string()));
                 }
@@ -70,7 +73,10 @@ pub async fn run_health_checks(table: Arc<ArcSwap<RouteTable>>) {
                 if running.contains_key(&key) {
                     continue;
                 }
-                let task = tokio::spawn(check_loop(client.clone(), key.clone(), state, name));
+                let Ok(client) = clients.get(&check_timeouts, &key.4) else {
+                    continue;
+                };
+                let task = tokio::spawn(check_loop(client, key.clone(), state, name));
                 running.insert(key, task);
             }
         }
@@ -80,13 +86,18 @@ pub async fn run_health_checks(table: Arc<ArcSwap<RouteTable>>) {
 }
 
 async fn check_loop(
-    client: Client<HttpConnector, RequestBody>,
-    (pool, addr, _, check): Key,
+    client: UpstreamClient,
+    (pool, addr, _, check, upstream): Key,
     state: Arc<TargetState>,
     name: String,
 ) {
     let host = check.host.clone().unwrap_or_else(|| addr.to_string());
-    let uri = format!("http://{addr}{}", check.path).parse::<Uri>();
+    let scheme = if upstream.protocol.tls() {
+        "https"
+    } else {
+        "http"
+    };
+    let uri = format!("{scheme}://{addr}{}", check.path).parse::<Uri>();
     let Ok(uri) = uri else {
         tracing::warn!(pool, upstream = %addr, path = %check.path, "health check path is not a valid URI; not checking");
         return;

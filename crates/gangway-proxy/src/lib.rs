@@ -6,6 +6,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod body;
+mod client_body;
+mod forwarded;
 mod handler;
 pub mod headers;
 mod health;
@@ -18,7 +20,7 @@ pub mod tls;
 mod upstream;
 
 pub use body::{BodyError, ResponseBody};
-pub use handler::{Connection, Proxy};
+pub use handler::{Connection, Proxy, ProxySettings};
 pub use health::run_health_checks;
 pub use metrics::prometheus_metrics;
 pub use server::{serve, Listener};

@@ -8,7 +8,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -16,8 +17,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head (request line and headers), both protocols.
@@ -35,6 +34,9 @@ pub struct Listener {
     pub socket: std::net::TcpListener,
     /// `Some` for HTTPS.
     pub tls: Option<TlsAcceptor>,
+    /// Whether a plain listener also takes HTTP/2 with prior knowledge
+    /// (h2c); HTTPS listeners offer HTTP/2 by ALPN.
+    pub h2c: bool,
 }
 
 /// Serves clients on `listener` until `shutdown` turns true, then lets
@@ -52,7 +54,10 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // From the connection's start and again after each response, so
+        // it also closes idle keep-alive connections (slowloris, RFC 9112
+        // §9.8 idle connections).
+        .header_read_timeout(proxy.settings.header_timeout)
         .keep_alive(true);
     builder
         .http1()
@@ -67,7 +72,12 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         // Bounds the resets a client may cause without reading (the
         // "rapid reset" attack, CVE-2023-44487).
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS);
+    if listener.tls.is_none() && !listener.h2c {
+        builder = builder.http1_only();
+    }
     let builder = Arc::new(builder);
+    let max_connections = proxy.settings.max_connections;
+    let mut last_limit_warning: Option<std::time::Instant> = None;
     let graceful = GracefulShutdown::new();
 
     loop {
@@ -82,6 +92,15 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
                 }
             },
             _ = shutdown.changed() => break,
+        };
+        let Some(open) = OpenConnection::count(&proxy, max_connections) else {
+            // Closing at once tells the client more than a full backlog.
+            drop(stream);
+            if last_limit_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_limit_warning = Some(std::time::Instant::now());
+                tracing::warn!(limit = max_connections, setting = "GANGWAY_MAX_CONNECTIONS", client = %peer.ip().to_canonical(), "connection limit reached");
+            }
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let ip = peer.ip().to_canonical();
@@ -105,7 +124,11 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
                 let served = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
-                tokio::spawn(watcher.watch(served));
+                tokio::spawn(async move {
+                    let ended = watcher.watch(served).await;
+                    log_connection_end(ended, ip);
+                    drop(open);
+                });
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
@@ -115,7 +138,9 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
                     let served = builder
                         .serve_connection_with_upgrades(TokioIo::new(tls), service)
                         .into_owned();
-                    let _ = watcher.watch(served).await;
+                    let ended = watcher.watch(served).await;
+                    log_connection_end(ended, ip);
+                    drop(open);
                 });
             }
         }
@@ -129,6 +154,56 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             grace_s = SHUTDOWN_GRACE.as_secs(),
             "requests still in flight after the grace period were cut off"
         );
+    }
+}
+
+/// One counted client connection; uncounted when dropped.
+struct OpenConnection(Arc<Proxy>);
+
+impl OpenConnection {
+    /// Counts a new connection, unless `max` are open already.
+    fn count(proxy: &Arc<Proxy>, max: usize) -> Option<OpenConnection> {
+        let open = &proxy.open_connections;
+        if open.fetch_add(1, Ordering::AcqRel) >= max {
+            open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(OpenConnection(Arc::clone(proxy)))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Logs why a connection ended when the client was at fault: a request
+/// that hyper's parser refused (it answers 400, 414 or 431 itself, before
+/// gangway sees a request) or a head that did not arrive in time.
+fn log_connection_end(ended: Result<(), Box<dyn std::error::Error + Send + Sync>>, client: IpAddr) {
+    let Err(error) = ended else {
+        return;
+    };
+    match error.downcast_ref::<hyper::Error>() {
+        Some(e) if e.is_parse_too_large() => {
+            let status = if e.to_string().contains("URI") {
+                414
+            } else {
+                431
+            };
+            tracing::info!(target: "access", %client, status, reason = %e, "request refused")
+        }
+        Some(e) if e.is_parse() => {
+            tracing::info!(target: "access", %client, status = 400, reason = %e, "request refused")
+        }
+        Some(e) if e.is_timeout() => tracing::info!(
+            target: "access",
+            %client,
+            reason = "no complete request head within the header timeout (GANGWAY_HEADER_TIMEOUT)",
+            "connection closed"
+        ),
+        _ => tracing::debug!(%client, %error, "connection ended with an error"),
     }
 }
 

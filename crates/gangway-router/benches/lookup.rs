@@ -132,6 +132,7 @@ fn pool(name: String, n: usize) -> Pool {
         timeouts: Default::default(),
         balance: Default::default(),
         health: None,
+        upstream: Default::default(),
         name,
         targets: vec![target(n, 8080), target(n, 8081)],
     }

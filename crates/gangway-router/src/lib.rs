@@ -19,7 +19,7 @@ mod target;
 
 pub use explain::{CandidateReport, Explanation, TargetReport};
 pub use pool::{random_u64, stable_hash, PoolEntry, Selection, TargetEntry};
-pub use request::{decode_query_component, is_websocket_upgrade, RequestInfo};
+pub use request::{decode_query_component, is_websocket_upgrade, remove_dot_segments, RequestInfo};
 pub use route::{
     Captures, CompiledAction, CompiledHeaderOps, CompiledRewrite, CompiledRoute, FixedResponse,
     Rejection,

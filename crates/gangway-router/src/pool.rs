@@ -1,7 +1,7 @@
 //! Compiled upstream pools and their targets.
 
 use crate::target::{Admission, TargetState};
-use gangway_model::{Balance, Failover, HealthCheck, Pool, Target, Timeouts};
+use gangway_model::{Balance, Failover, HealthCheck, Pool, Target, Timeouts, Upstream};
 use http::uri::Authority;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,6 +32,7 @@ pub struct PoolEntry {
     next: AtomicUsize,
     failover: Failover,
     timeouts: Timeouts,
+    upstream: Upstream,
     balance: Balance,
     health: Option<HealthCheck>,
     /// Smooth weighted round robin's running weights (nginx's algorithm);
@@ -87,6 +88,7 @@ impl PoolEntry {
             next: AtomicUsize::new(0),
             failover: pool.failover.clone(),
             timeouts: pool.timeouts,
+            upstream: pool.upstream.clone(),
             balance: pool.balance.clone(),
             health: pool.health.clone(),
             ring,
@@ -112,6 +114,11 @@ impl PoolEntry {
     /// The pool's time limits.
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
+    }
+
+    /// The protocol and TLS settings towards the targets.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     /// Whether the last selection found every target ejected.

@@ -76,6 +76,50 @@ pub fn decode_query_component(s: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// The path with its dot segments resolved (RFC 3986 §5.2.4), or `None`
+/// when it has none, the common case, which costs one scan. A segment of
+/// `%2e` counts as a dot: routes and backends must see one and the same
+/// path, so `/x/../admin` and `/x/%2e%2e/admin` are routed, and forwarded,
+/// as `/admin`. A `..` at the root stays at the root.
+pub fn remove_dot_segments(path: &str) -> Option<String> {
+    if !path.split('/').any(|s| dot_segment(s).is_some()) {
+        return None;
+    }
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let last = segments.len() - 1;
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.into_iter().enumerate() {
+        match dot_segment(segment) {
+            None => out.push(segment),
+            Some(dots) => {
+                if dots == 2 {
+                    out.pop();
+                }
+                // `/a/b/..` ends in a directory: `/a/`.
+                if i == last {
+                    out.push("");
+                }
+            }
+        }
+    }
+    Some(format!("/{}", out.join("/")))
+}
+
+/// 1 for `.`, 2 for `..` (either dot may be written `%2e`), else `None`.
+fn dot_segment(segment: &str) -> Option<u8> {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return None,
+        };
+        dots += 1;
+    }
+    (1..=2).contains(&dots).then_some(dots)
+}
+
 fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -95,6 +139,24 @@ mod tests {
         assert_eq!(decode_query_component("100%"), "100%");
         assert_eq!(decode_query_component("%zz"), "%zz");
         assert_eq!(decode_query_component("plain"), "plain");
+    }
+
+    #[test]
+    fn removes_dot_segments() {
+        for (path, expected) in [
+            ("/a/b", None),
+            ("/a/.hidden/b..c", None),
+            ("/x/../admin", Some("/admin")),
+            ("/x/%2e%2E/admin", Some("/admin")),
+            ("/x/.%2e/admin", Some("/admin")),
+            ("/../../etc/passwd", Some("/etc/passwd")),
+            ("/a/./b/.", Some("/a/b/")),
+            ("/a/b/..", Some("/a/")),
+            ("/..", Some("/")),
+            ("/a//../b", Some("/a/b")),
+        ] {
+            assert_eq!(remove_dot_segments(path).as_deref(), expected, "{path}");
+        }
     }
 
     #[test]

@@ -206,6 +206,10 @@ pub struct CompiledRoute {
     pub response_headers: Option<Box<CompiledHeaderOps>>,
     /// Whether backend error responses get gangway's error pages.
     pub intercept_errors: bool,
+    /// The largest request body accepted, in bytes.
+    pub max_body_size: Option<u64>,
+    /// Whether WebSocket upgrades are tunnelled (else refused with 403).
+    pub allow_upgrade: bool,
     /// Request counters, kept across snapshots.
     pub counters: Arc<RouteCounters>,
 }
@@ -308,6 +312,8 @@ impl CompiledRoute {
             request_headers: CompiledHeaderOps::compile_some(&route.request_headers)?,
             response_headers: CompiledHeaderOps::compile_some(&route.response_headers)?,
             intercept_errors: route.intercept_errors,
+            max_body_size: route.max_body_size,
+            allow_upgrade: route.allow_upgrade,
             counters,
         })
     }

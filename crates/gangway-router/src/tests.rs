@@ -14,6 +14,7 @@ fn pool(name: &str, addrs: &[&str]) -> Pool {
         timeouts: Default::default(),
         balance: Default::default(),
         health: None,
+        upstream: Default::default(),
         name: name.into(),
         targets: addrs
             .iter()

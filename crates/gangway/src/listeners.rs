@@ -126,7 +126,11 @@ impl FileListeners {
             let https = tls.is_some();
             let task = tokio::spawn(gangway_proxy::serve(
                 Arc::clone(&self.proxy),
-                Listener { socket, tls },
+                Listener {
+                    socket,
+                    tls,
+                    h2c: spec.h2c,
+                },
                 stopped,
             ));
             tracing::info!(name = %spec.name, port = spec.port, https, "listener started");

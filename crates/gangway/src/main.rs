@@ -101,7 +101,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         let routes = routing::Routes::new(Arc::clone(&ready));
         let proxy = Arc::new(gangway_proxy::Proxy::new(
             routes.table(),
-            settings.trusted_proxies.clone(),
+            settings.proxy.clone(),
         ));
         tokio::spawn(gangway_proxy::run_health_checks(routes.table()));
         let mut reserved = vec![
@@ -154,6 +154,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             gangway_proxy::Listener {
                 socket: http,
                 tls: None,
+                h2c: settings.h2c,
             },
             stopped.clone(),
         ));
@@ -164,6 +165,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
                 gangway_proxy::Listener {
                     socket,
                     tls: Some(tls),
+                    h2c: false,
                 },
                 stopped.clone(),
             ));

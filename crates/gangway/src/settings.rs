@@ -145,6 +145,46 @@ pub struct RunArgs {
     /// Worker threads of the data plane; 0 means one per CPU core.
     #[arg(long, env = "GANGWAY_WORKERS", default_value = "0")]
     pub gangway_workers: String,
+
+    /// Whether the HTTP listener also takes HTTP/2 with prior knowledge
+    /// (h2c), as gRPC clients without TLS send it.
+    #[arg(long = "h2c", env = "GANGWAY_H2C", default_value = "false")]
+    pub gangway_h2c: String,
+
+    /// How long a client may take to send a request's headers; idle
+    /// keep-alive connections are closed after it too.
+    #[arg(
+        long = "header-timeout",
+        env = "GANGWAY_HEADER_TIMEOUT",
+        default_value = "30s"
+    )]
+    pub gangway_header_timeout: String,
+
+    /// The longest pause allowed within a request body (then 408).
+    #[arg(
+        long = "body-timeout",
+        env = "GANGWAY_BODY_TIMEOUT",
+        default_value = "60s"
+    )]
+    pub gangway_body_timeout: String,
+
+    /// Client connections open at once, over all listeners; more are
+    /// closed as soon as they are accepted.
+    #[arg(
+        long = "max-connections",
+        env = "GANGWAY_MAX_CONNECTIONS",
+        default_value = "20000"
+    )]
+    pub gangway_max_connections: String,
+
+    /// Whether to send the standard Forwarded header (RFC 7239) to
+    /// backends, besides X-Forwarded-For and the like.
+    #[arg(
+        long = "forwarded-header",
+        env = "GANGWAY_FORWARDED_HEADER",
+        default_value = "false"
+    )]
+    pub gangway_forwarded_header: String,
 }
 
 /// How log lines are written.
@@ -167,7 +207,8 @@ pub struct Settings {
     pub log_level: String,
     pub workers: usize,
     pub config: Option<ConfigFile>,
-    pub trusted_proxies: gangway_proxy::headers::TrustedProxies,
+    pub proxy: gangway_proxy::ProxySettings,
+    pub h2c: bool,
 }
 
 /// The configuration file, as read and checked at start.
@@ -202,6 +243,11 @@ impl std::fmt::Display for SettingError {
             "RUST_LOG" => "log-level".to_owned(),
             "GANGWAY_CONFIG" => "config".to_owned(),
             "GANGWAY_TRUSTED_PROXIES" => "trusted-proxies".to_owned(),
+            "GANGWAY_H2C" => "h2c".to_owned(),
+            "GANGWAY_HEADER_TIMEOUT" => "header-timeout".to_owned(),
+            "GANGWAY_BODY_TIMEOUT" => "body-timeout".to_owned(),
+            "GANGWAY_MAX_CONNECTIONS" => "max-connections".to_owned(),
+            "GANGWAY_FORWARDED_HEADER" => "forwarded-header".to_owned(),
             other => other.to_ascii_lowercase().replace('_', "-"),
         };
         match &self.value {
@@ -366,8 +412,34 @@ impl RunArgs {
                 format!("{e}; expected addresses or CIDR blocks such as 10.0.0.0/8,192.168.1.7"),
             )
         })?;
+        let duration =
+            |variable: &'static str, value: &str| match gangway_model::parse_duration(value) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                _ => Err(invalid(
+                    variable,
+                    value,
+                    "expected a duration above zero such as 500ms, 30s or 2m",
+                )),
+            };
+        let proxy = gangway_proxy::ProxySettings {
+            trusted: trusted_proxies,
+            header_timeout: duration("GANGWAY_HEADER_TIMEOUT", &self.gangway_header_timeout)?,
+            body_timeout: duration("GANGWAY_BODY_TIMEOUT", &self.gangway_body_timeout)?,
+            max_connections: match self.gangway_max_connections.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(invalid(
+                        "GANGWAY_MAX_CONNECTIONS",
+                        &self.gangway_max_connections,
+                        "expected a number of connections above zero, such as 20000",
+                    ))
+                }
+            },
+            forwarded_header: boolean("GANGWAY_FORWARDED_HEADER", &self.gangway_forwarded_header)?,
+        };
         Ok(Settings {
-            trusted_proxies,
+            proxy,
+            h2c: boolean("GANGWAY_H2C", &self.gangway_h2c)?,
             config,
             docker: DockerSettings {
                 docker_host: docker_host.to_owned(),

@@ -464,7 +464,7 @@ fn hop_by_hop_headers_do_not_cross_the_proxy() {
         "-H",
         "Keep-Alive: timeout=5",
         "-H",
-        "TE: trailers",
+        "TE: gzip",
         "-H",
         "Trailer: x-trailer",
         "-H",
