@@ -13,20 +13,26 @@ use std::sync::{Mutex, OnceLock};
 /// Where `gangway-test-backend` is: next to the test binary's directory
 /// (`target/debug/deps/<test>` → `target/debug/gangway-test-backend`).
 pub fn backend_binary() -> PathBuf {
+    workspace_binary("gangway-test-backend")
+}
+
+/// Where the workspace binary `name` is: next to the test binary's
+/// directory, or in it.
+pub(crate) fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let mut candidates = Vec::new();
     if let Some(dir) = exe.parent() {
         if let Some(parent) = dir.parent() {
-            candidates.push(parent.join("gangway-test-backend"));
+            candidates.push(parent.join(name));
         }
-        candidates.push(dir.join("gangway-test-backend"));
+        candidates.push(dir.join(name));
     }
     candidates
         .into_iter()
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "gangway-test-backend not found next to {}: run `cargo build --workspace --bins` first",
+                "{name} not found next to {}: run `cargo build --workspace --bins` first",
                 exe.display()
             )
         })

@@ -10,11 +10,15 @@
 //! No image can be pulled here, so images are built from the project's own
 //! binaries with `docker import` (see [`backend_image`] and
 //! [`image_from_binary`]).
+//!
+//! [`grpc`] has a gRPC client and runs `gangway-test-grpc`, a gRPC server
+//! (h2c or TLS) with unary and streaming calls.
 
 #![allow(clippy::unwrap_used)] // a panic here is the intended test failure
 
 mod curl;
 mod docker;
+pub mod grpc;
 mod image;
 mod process;
 mod relay;
