@@ -12,7 +12,6 @@
 //! over h2c (`protocol = "h2c"`) and TLS (`protocol = "h2"` or `"https"`).
 //!
 //! The through-gangway tests are ignored until gangway speaks HTTP/2 to
-//! backends (`#[ignore = "needs upstream protocols"]`).
 
 #![allow(clippy::unwrap_used)] // a panic is the intended test failure
 
@@ -322,7 +321,6 @@ fn check_all_through(g: &Gangway, connect: impl Future<Output = EchoClient>, ser
 }
 
 #[test]
-#[ignore = "needs upstream protocols"]
 fn h2c_listener_to_h2c_backend() {
     let dir = TempDir::new();
     let gw_cert = TestCert::self_signed(&dir, "gangway.test");
@@ -335,7 +333,6 @@ fn h2c_listener_to_h2c_backend() {
 }
 
 #[test]
-#[ignore = "needs upstream protocols"]
 fn default_http_listener_with_gangway_h2c_env() {
     let dir = TempDir::new();
     let gw_cert = TestCert::self_signed(&dir, "gangway.test");
@@ -347,7 +344,6 @@ fn default_http_listener_with_gangway_h2c_env() {
 }
 
 #[test]
-#[ignore = "needs upstream protocols"]
 fn tls_listener_to_h2_backend_with_ca_and_server_name() {
     let dir = TempDir::new();
     let gw_cert = TestCert::self_signed(&dir, "gangway.test");
@@ -364,7 +360,6 @@ fn tls_listener_to_h2_backend_with_ca_and_server_name() {
 }
 
 #[test]
-#[ignore = "needs upstream protocols"]
 fn h2c_listener_to_https_backend_without_verification() {
     let dir = TempDir::new();
     let gw_cert = TestCert::self_signed(&dir, "gangway.test");
@@ -380,7 +375,6 @@ fn h2c_listener_to_https_backend_without_verification() {
 }
 
 #[test]
-#[ignore = "needs upstream protocols"]
 fn tls_listener_to_h2c_backend() {
     let dir = TempDir::new();
     let gw_cert = TestCert::self_signed(&dir, "gangway.test");
@@ -392,7 +386,6 @@ fn tls_listener_to_h2c_backend() {
 }
 
 #[test]
-#[ignore = "needs upstream protocols"]
 fn tls_backend_with_an_untrusted_certificate_is_refused() {
     let dir = TempDir::new();
     let gw_cert = TestCert::self_signed(&dir, "gangway.test");
@@ -420,7 +413,6 @@ fn tls_backend_with_an_untrusted_certificate_is_refused() {
 }
 
 #[test]
-#[ignore = "needs upstream protocols"]
 fn calls_spread_over_two_servers_of_one_pool() {
     const CALLS: usize = 20;
     let dir = TempDir::new();
