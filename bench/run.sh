@@ -618,7 +618,7 @@ wait_quiet() {
         QUIET_WAIT=0
     fi
 }
-NOT_QUIET=0
+NOT_QUIET=0 NOISY_RUNS=0 ALL_RUNS=0
 
 # wrk's latency ("812.00us", "1.23ms", "1.02s") in milliseconds.
 to_ms() {
@@ -669,7 +669,8 @@ h2_load() {
 
 # One measured run of case $1 against target $2 (whose processes are the
 # tree of pid $3) with load function $4 and its arguments. Appends
-# "value p50 p99 cpu_s_per_100k errors requests" to $WORK/res/<case>.<target>.
+# "value p50 p99 cpu_s_per_100k errors requests cpu_%" to
+# $WORK/res/<case>.<target>.
 # In round 1 a warmup run of the same load comes first (discarded).
 measure() {
     local case=$1 target=$2 pid=$3 tool=$4
@@ -677,8 +678,8 @@ measure() {
     TOOL_OUT=$WORK/out/$case.$target.$ROUND.txt
     wait_quiet
     if ((ROUND == 1 && WARMUP > 0)); then "$tool" "$WARMUP" "$@" >/dev/null || true; fi
-    local c0 c1 line
-    c0=$(cpu_ticks "$pid")
+    local c0 c1 a0 a1 t0 t1 line
+    c0=$(cpu_ticks "$pid") a0=$(busy_ticks 0) t0=$(date +%s%N)
     if [[ -n ${CHURN_CMD:-} ]]; then
         taskset -c 1 python3 "${CHURN_CMD[@]}" >"$WORK/out/churn.$target.$ROUND.txt" 2>&1 &
         CHURN_PID=$!
@@ -688,13 +689,24 @@ measure() {
         problem "case $case, $target, round $ROUND: no result from the load tool: $(tail -3 "$TOOL_OUT" | tr '\n' ' ')"
         line=""
     fi
-    c1=$(cpu_ticks "$pid")
+    c1=$(cpu_ticks "$pid") a1=$(busy_ticks 0) t1=$(date +%s%N)
+    # Noise: CPU 0 time that the target did not use (nothing of ours runs
+    # there but the proxy under load; the backend runs on CPU 1).
+    local own=$((c1 - c0))
+    [[ $target == backend ]] && own=0
+    if awk -v o="$((a1 - a0 - own))" -v t="$((t1 - t0))" -v hz="$CLK_TCK" 'BEGIN {exit !(o / hz > 0.10 * t / 1e9)}'; then
+        NOISY_RUNS=$((NOISY_RUNS + 1))
+    fi
+    ALL_RUNS=$((ALL_RUNS + 1))
     [[ -n $line ]] || return 0
-    local rps p50 p99 err req cpu100k
+    local rps p50 p99 err req cpu100k pct
     read -r rps p50 p99 err req <<<"$line"
+    # The target's CPU use during the run, in % of one core: near 100 the
+    # proxy's core is the limit, as it should be.
+    pct=$(awk -v t="$((c1 - c0))" -v hz="$CLK_TCK" -v w="$((t1 - t0))" 'BEGIN {printf "%.0f", 100 * t / hz / (w / 1e9)}')
     cpu100k=$(awk -v t="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$req" 'BEGIN {printf "%.3f", (n > 0 ? t / hz / n * 100000 : 0)}')
-    echo "$rps $p50 $p99 $cpu100k $err $req" >>"$WORK/res/$case.$target"
-    log "  case $case $target: $rps/s, p50 $p50 ms, p99 $p99 ms, ${cpu100k} CPU s/100k, errors $err"
+    echo "$rps $p50 $p99 $cpu100k $err $req $pct" >>"$WORK/res/$case.$target"
+    log "  case $case $target: $rps/s, p50 $p50 ms, p99 $p99 ms, ${cpu100k} CPU s/100k, CPU ${pct} %, errors $err"
 }
 
 url() { echo "http://127.0.0.1:${PORT[$1.$2]}/${3:-}"; }
@@ -836,14 +848,14 @@ load_table() {
     nginx_v=$(median "$WORK/res/$case.nginx" 1)
     echo "### $title"
     echo
-    echo "| target | $unit | p50 ms | p99 ms | CPU s / 100k req | peak RSS MiB | ratio to nginx | errors |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| target | $unit | p50 ms | p99 ms | CPU s / 100k req | CPU % | peak RSS MiB | ratio to nginx | errors |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for t in $(targets_of "$case" "$with_backend"); do
         f=$WORK/res/$case.$t
         [[ -s $f ]] || continue
         local name=$t
         [[ $t == backend ]] && name="backend direct (limit)"
-        echo "| $name | $(median "$f" 1 %.0f) | $(median "$f" 2 %.3f) | $(median "$f" 3 %.3f) | $(median "$f" 4 %.2f) | $(rss_of "$t" "$inst") | $(ratio "$(median "$f" 1)" "$nginx_v") | $(sum_col "$f" 5) |"
+        echo "| $name | $(median "$f" 1 %.0f) | $(median "$f" 2 %.3f) | $(median "$f" 3 %.3f) | $(median "$f" 4 %.2f) | $(median "$f" 7 %.0f) | $(rss_of "$t" "$inst") | $(ratio "$(median "$f" 1)" "$nginx_v") | $(sum_col "$f" 5) |"
     done
     echo
 }
@@ -907,23 +919,32 @@ churn_table() {
     echo
 }
 
+# Cases 1 and 3: >= 1.2x nginx's req/s and p99 no worse.
+summary_speed_row() {
+    local c=$1 g n gp np verdict
+    g=$(median "$WORK/res/$c.gangway" 1) n=$(median "$WORK/res/$c.nginx" 1)
+    gp=$(median "$WORK/res/$c.gangway" 3) np=$(median "$WORK/res/$c.nginx" 3)
+    verdict=$(awk -v g="$g" -v n="$n" -v gp="$gp" -v np="$np" 'BEGIN {print (g != "n/a" && n != "n/a" && g >= 1.2 * n && gp <= np) ? "yes" : "no"}')
+    echo "| $c | >= 1.2x nginx req/s and p99 no worse | $(printf '%.0f' "$g") req/s, p99 $gp ms | $(printf '%.0f' "$n") req/s, p99 $np ms | $verdict |"
+}
+
 # One line per target of bench/README.md: gangway's figure, nginx's, and
 # whether the target is met.
 summary_table() {
-    local g n gp np verdict
+    local g n
     echo "### Targets (gangway against nginx)"
     echo
+    if [[ " ${PEERS[*]} " != *" gangway "* || " ${PEERS[*]} " != *" nginx "* ]]; then
+        echo "(needs both gangway and nginx)"
+        echo
+        return 0
+    fi
     echo "| case | target | gangway | nginx | met |"
     echo "| --- | --- | ---: | ---: | :---: |"
-    local c
-    for c in 1 3; do
-        g=$(median "$WORK/res/$c.gangway" 1) n=$(median "$WORK/res/$c.nginx" 1)
-        gp=$(median "$WORK/res/$c.gangway" 3) np=$(median "$WORK/res/$c.nginx" 3)
-        verdict=$(awk -v g="$g" -v n="$n" -v gp="$gp" -v np="$np" 'BEGIN {print (g != "n/a" && n != "n/a" && g >= 1.2 * n && gp <= np) ? "yes" : "no"}')
-        echo "| $c | >= 1.2x nginx req/s and p99 no worse | $(printf '%.0f' "$g") req/s, p99 $gp ms | $(printf '%.0f' "$n") req/s, p99 $np ms | $verdict |"
-    done
+    summary_speed_row 1
     g=$(median "$WORK/res/2H.gangway" 1) n=$(median "$WORK/res/2H.nginx" 1)
     echo "| 2 | new TLS connections/s >= nginx | $(printf '%.0f' "$g") | $(printf '%.0f' "$n") | $(awk -v g="$g" -v n="$n" 'BEGIN {print (g >= n) ? "yes" : "no"}') |"
+    summary_speed_row 3
     g=$(median "$WORK/res/4.gangway" 1) n=$(median "$WORK/res/4.nginx" 1)
     echo "| 4 | 1 MiB responses >= 0.95x nginx | $(printf '%.0f' "$g") MiB/s | $(printf '%.0f' "$n") MiB/s | $(awk -v g="$g" -v n="$n" 'BEGIN {print (g >= 0.95 * n) ? "yes" : "no"}') |"
     g=$(median "$WORK/res/5.gangway" 1 %.0f) n=$(median "$WORK/res/5.nginx" 1 %.0f)
@@ -964,8 +985,10 @@ versions() {
 }
 
 report() {
-    local mode="reference run"
-    [[ $QUICK == 1 ]] && mode="QUICK MODE (BENCH_QUICK=1): short runs, one round; rough figures, not the reference"
+    local mode="Reference run (${ROUNDS} rounds of ${DURATION} s runs)." noisy=""
+    ((NOISY_RUNS * 10 > ALL_RUNS)) && noisy=", noisy machine"
+    [[ $QUICK == 1 ]] && mode="**Quick mode (BENCH_QUICK=1: ${DURATION} s runs, ${ROUNDS} round)$noisy, not the reference figures.**"
+    [[ $QUICK != 1 && -n $noisy ]] && mode="**${mode} Noisy machine: see Problems seen.**"
     echo "# gangway vs nginx, HAProxy, Caddy"
     echo
     echo "$mode"
@@ -1004,7 +1027,20 @@ report() {
             PROBLEMS+=("case $c: the backend alone ($ceil) is less than 1.3x the fastest proxy ($best): the load side may be the limit")
         fi
     done
-    ((NOT_QUIET == 0)) || PROBLEMS+=("$NOT_QUIET runs started while other processes were busy on the CPUs (waited ${QUIET_WAIT} s): noisy figures")
+    # A proxy that does not use its whole core is held back by something
+    # else: the load side (CPU 1), or other processes.
+    local c p pct low
+    for c in 1 1L 2 2H 3 4 6 7; do
+        low=""
+        for p in "${PEERS[@]}"; do
+            [[ -s $WORK/res/$c.$p ]] || continue
+            pct=$(median "$WORK/res/$c.$p" 7 %.0f)
+            ((pct >= 85)) || low+=" $p ${pct} %,"
+        done
+        [[ -z $low ]] || PROBLEMS+=("case $c: proxies that used less than 85 % of CPU 0 (not the limit themselves; the load side or other processes were):${low%,}")
+    done
+    ((NOT_QUIET == 0)) || PROBLEMS+=("$NOT_QUIET runs started while other processes were busy on the CPUs (after waiting up to ${BENCH_QUIET_WAIT:-5} s)")
+    ((NOISY_RUNS == 0)) || PROBLEMS+=("in $NOISY_RUNS of $ALL_RUNS runs other processes used more than 10 % of CPU 0 (the proxies' core): noisy figures")
     if ((${#PROBLEMS[@]})); then
         echo
         echo "Problems seen:"
