@@ -67,7 +67,7 @@ def gangway_file(args):
             base + '\n[[routes]]\nname = "churn"\nhosts = ["churn-%d.test"]\npool = "backend"\n' % i,
         )
 
-    return change
+    return change, None
 
 
 def nginx(args):
@@ -87,16 +87,13 @@ def nginx(args):
         # 50 times a second.
         os.kill(master, signal.SIGHUP)
 
-    return change
+    return change, None
 
 
 def haproxy(args):
     sock_path, map_path = args
 
-    def change(i):
-        cmd = "add map %s churn-%d.test be_app" % (map_path, i)
-        if i > 0:
-            cmd = "del map %s churn-%d.test;%s" % (map_path, i - 1, cmd)
+    def send(cmd):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(5)
             s.connect(sock_path)
@@ -110,7 +107,16 @@ def haproxy(args):
         if out.strip():
             raise RuntimeError("haproxy: %s" % out.decode(errors="replace").strip())
 
-    return change
+    def change(i):
+        # The map holds churn-<i-1>.test (churn-0.test at the start).
+        send("del map %s churn-%d.test;add map %s churn-%d.test be_app" % (map_path, i - 1, map_path, i))
+
+    def finish(last):
+        # Back to churn-0.test, so that the next run starts from there.
+        if last > 0:
+            send("del map %s churn-%d.test;add map %s churn-0.test be_app" % (map_path, last, map_path))
+
+    return change, finish
 
 
 def caddy(args):
@@ -134,7 +140,7 @@ def caddy(args):
         finally:
             conn.close()
 
-    return change
+    return change, None
 
 
 def docker(args):
@@ -162,7 +168,12 @@ def docker(args):
     def change(i):
         call("disconnect" if i % 2 == 1 else "connect")
 
-    return change
+    def finish(last):
+        # Leave the container attached, as it was at the start.
+        if last % 2 == 1:
+            call("connect")
+
+    return change, finish
 
 
 MODES = {"gangway-file": gangway_file, "nginx": nginx, "haproxy": haproxy, "caddy": caddy, "docker": docker}
@@ -173,7 +184,7 @@ def main():
         sys.stderr.write(__doc__)
         return 2
     rate, seconds, mode = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-    change = MODES[mode](sys.argv[4:])
+    change, finish = MODES[mode](sys.argv[4:])
     changes = errors = 0
     first_error = "-"
     start = time.monotonic()
@@ -195,12 +206,14 @@ def main():
                 first_error = str(error).replace("\n", " ")[:300]
         i += 1
     elapsed = time.monotonic() - start
-    if mode == "docker" and i % 2 == 1:
-        # Leave the container attached, as it was at the start.
+    # Changes are numbered 1..i; the driver leaves the proxy's routes as it
+    # found them when that takes a step of its own (the next run starts over).
+    if finish is not None:
         try:
-            change(i + 1)
-        except Exception:  # reported through the counts above already
-            pass
+            finish(i)
+        except Exception as error:  # reported, not counted: the run is over
+            if first_error == "-":
+                first_error = "restoring the initial state: %s" % error
     print(
         "changes %d errors %d seconds %.2f rate %.1f first_error %s"
         % (changes, errors, elapsed, (changes + errors) / elapsed if elapsed else 0, first_error)
