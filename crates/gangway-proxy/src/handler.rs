@@ -295,6 +295,9 @@ impl Proxy {
         parts
             .headers
             .insert(X_REQUEST_ID.clone(), request_id.clone());
+        // hyper answers `100 Continue` itself when the body is first read;
+        // the backend is not asked again (RFC 9110 §10.1.1).
+        parts.headers.remove(header::EXPECT);
         if wants_trailers {
             // The one TE value that is end to end in effect: gRPC needs it.
             parts

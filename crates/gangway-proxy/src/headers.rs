@@ -17,14 +17,15 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one connection, never the message, and so are
-/// never forwarded.
-fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+/// never forwarded (RFC 9110 §7.6.1). `Trailer` is not one of them: it
+/// declares the message's trailer fields, and HTTP/1.1 sends only the
+/// declared ones.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
         &header::TE,
-        &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
         &header::PROXY_AUTHORIZATION,
