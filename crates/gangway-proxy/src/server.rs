@@ -72,10 +72,23 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         // Bounds the resets a client may cause without reading (the
         // "rapid reset" attack, CVE-2023-44487).
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS);
-    if listener.tls.is_none() && !listener.h2c {
-        builder = builder.http1_only();
-    }
     let builder = Arc::new(builder);
+    // A plain listener without h2c speaks HTTP/1.1 only. (The auto
+    // builder's `http1_only` is not honoured with upgrades, so this is
+    // hyper's own HTTP/1 server, with the same limits; its connections are
+    // counted by `http1_alive` for the shutdown grace period, since
+    // `GracefulShutdown` cannot watch them.)
+    let http1_alive = Arc::new(());
+    let http1_only = (listener.tls.is_none() && !listener.h2c).then(|| {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(proxy.settings.header_timeout)
+            .keep_alive(true)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .max_header_size(MAX_HEADER_BYTES);
+        Arc::new(http1)
+    });
     let max_connections = proxy.settings.max_connections;
     let mut last_limit_warning: Option<std::time::Instant> = None;
     let graceful = GracefulShutdown::new();
@@ -119,8 +132,27 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         });
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
-        match listener.tls.clone() {
-            None => {
+        match (listener.tls.clone(), &http1_only) {
+            (None, Some(http1)) => {
+                let served = http1
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                let mut stop = shutdown.clone();
+                let alive = Arc::clone(&http1_alive);
+                tokio::spawn(async move {
+                    let mut served = std::pin::pin!(served);
+                    let ended = tokio::select! {
+                        ended = served.as_mut() => ended,
+                        _ = stop.changed() => {
+                            served.as_mut().graceful_shutdown();
+                            served.await
+                        }
+                    };
+                    log_connection_end(ended.map_err(Into::into), ip);
+                    drop((open, alive));
+                });
+            }
+            (None, None) => {
                 let served = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
@@ -130,7 +162,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
                     drop(open);
                 });
             }
-            Some(acceptor) => {
+            (Some(acceptor), _) => {
                 tokio::spawn(async move {
                     let Some(tls) = handshake(&acceptor, stream, peer).await else {
                         return;
@@ -146,10 +178,13 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         }
     }
     drop(socket);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = async {
+        graceful.shutdown().await;
+        while Arc::strong_count(&http1_alive) > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
         tracing::warn!(
             grace_s = SHUTDOWN_GRACE.as_secs(),
             "requests still in flight after the grace period were cut off"

@@ -3089,3 +3089,30 @@ fn h2c_listener_key() {
         .iter()
         .any(|r| r.target() == "/h2c-listener"));
 }
+
+/// RFC 9113 §3.3: HTTP/2 with prior knowledge is opt-in. A plain listener
+/// without `h2c = true` speaks HTTP/1.1 only, so the HTTP/2 preface is
+/// refused (closed, logged) and nothing reaches the backend.
+#[test]
+fn h2c_is_off_unless_enabled() {
+    let port = gangway_testkit::free_port();
+    let suite = Suite::start_with(
+        &[],
+        &format!("\n[[listeners]]\nname = \"plain\"\nport = {port}\n"),
+    );
+    let mark = suite.rec.mark();
+    let reply = exchange(port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert!(
+        reply.responses.iter().all(|r| r.status >= 400) && reply.closed,
+        "{}",
+        reply.describe()
+    );
+    suite
+        .logged("request refused", "for the HTTP/2 preface", |v| {
+            v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("HTTP2 preface"))
+        })
+        .unwrap();
+    assert!(suite.rec.requests_since(&mark).is_empty());
+}
