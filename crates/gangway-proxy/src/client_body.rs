@@ -85,7 +85,9 @@ impl FaultCell {
 pub(crate) struct ClientBody {
     inner: Incoming,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Started the first time the body has nothing to give, so that
+    /// requests without a body never touch the timer wheel.
+    timer: Option<Pin<Box<Sleep>>>,
     /// Bytes still allowed; `None` without a limit.
     allowed: Option<u64>,
     fault: Arc<FaultCell>,
@@ -102,7 +104,7 @@ impl ClientBody {
         ClientBody {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
             allowed: max_size,
             fault,
             failed: false,
@@ -130,7 +132,11 @@ impl Body for ClientBody {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_ready() {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
                     return this.fail(BodyFault::Stalled);
                 }
                 Poll::Pending
@@ -142,8 +148,9 @@ impl Body for ClientBody {
                         None => return this.fail(BodyFault::TooLarge),
                     }
                 }
-                let deadline = Instant::now() + this.idle;
-                this.timer.as_mut().reset(deadline);
+                if let Some(timer) = &mut this.timer {
+                    timer.as_mut().reset(Instant::now() + this.idle);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {

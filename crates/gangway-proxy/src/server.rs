@@ -128,7 +128,11 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         let service = service_fn(move |req| {
             let proxy = Arc::clone(&proxy);
             let conn = Arc::clone(&conn);
-            async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
+            // Boxed: hyper keeps room for the service's future in every
+            // connection for its whole life, and the request path's future
+            // is large. A box costs one allocation per request and leaves
+            // an idle keep-alive connection a pointer instead.
+            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) })
         });
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
