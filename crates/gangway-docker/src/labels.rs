@@ -474,6 +474,47 @@ mod tests {
     }
 
     #[test]
+    fn protocol_tls_and_body_size() {
+        let routes = parse(&[
+            ("reverse-proxy.host", "grpc.test"),
+            ("reverse-proxy.protocol", "h2"),
+            ("reverse-proxy.tls-verify", "false"),
+            ("reverse-proxy.tls-server-name", "orders.internal"),
+            ("reverse-proxy.max-body-size", "10MiB"),
+        ])
+        .unwrap();
+        assert_eq!(routes[0].upstream.protocol, Protocol::H2);
+        assert!(!routes[0].upstream.tls_verify);
+        assert_eq!(
+            routes[0].upstream.tls_server_name.as_deref(),
+            Some("orders.internal")
+        );
+        assert_eq!(routes[0].max_body_size, Some(10 << 20));
+
+        let plain = parse(&[("reverse-proxy.host", "a.test")]).unwrap();
+        assert_eq!(plain[0].upstream, Upstream::default());
+        assert_eq!(plain[0].max_body_size, None);
+
+        for (key, value, says) in [
+            (
+                "reverse-proxy.protocol",
+                "grpc",
+                "protocol \"grpc\" is not known",
+            ),
+            (
+                "reverse-proxy.tls-verify",
+                "false",
+                "need protocol=https or protocol=h2",
+            ),
+            ("reverse-proxy.max-body-size", "lots", "is not a size"),
+        ] {
+            let error = parse(&[("reverse-proxy.host", "a.test"), (key, value)]).unwrap_err();
+            assert_eq!(error.label, key);
+            assert!(error.to_string().contains(says), "{error}");
+        }
+    }
+
+    #[test]
     fn host_and_port_as_in_the_seed() {
         let routes = parse(&[
             ("reverse-proxy.host", "api.example.com"),

@@ -807,6 +807,58 @@ mod tests {
     }
 
     #[test]
+    fn protocols_tls_body_limits_and_h2c() {
+        let parsed = parse(
+            r#"
+[[listeners]]
+name = "grpc"
+port = 9090
+h2c = true
+
+[[pools]]
+name = "orders"
+protocol = "h2"
+tls_ca = "certs/ca.pem"
+tls_server_name = "orders.internal"
+targets = ["10.0.0.21:50051"]
+
+[[routes]]
+name = "orders"
+pool = "orders"
+max_body_size = "4MiB"
+allow_upgrade = false
+"#,
+        );
+        assert!(parsed.is_valid(), "{:?}", parsed.problems);
+        let f = &parsed.fragment;
+        assert!(f.listeners[0].h2c);
+        let upstream = &f.pools[0].upstream;
+        assert_eq!(upstream.protocol, crate::Protocol::H2);
+        assert!(upstream.tls_verify);
+        assert_eq!(
+            upstream.tls_ca.as_deref(),
+            Some("/etc/gangway/certs/ca.pem")
+        );
+        assert_eq!(upstream.tls_server_name.as_deref(), Some("orders.internal"));
+        assert_eq!(f.routes[0].max_body_size, Some(4 << 20));
+        assert!(!f.routes[0].allow_upgrade);
+
+        for (text, says) in [
+            ("[[pools]]\nname = \"p\"\nprotocol = \"h3\"\n", "protocol \"h3\" is not known"),
+            ("[[pools]]\nname = \"p\"\ntls_verify = false\n", "belong to protocol = \"https\" or \"h2\" pools"),
+            ("[[listeners]]\nname = \"l\"\nport = 9443\nprotocol = \"https\"\ncert = \"c\"\nkey = \"k\"\nh2c = true\n", "h2c applies to http listeners"),
+            ("[[routes]]\nname = \"r\"\nrespond = { body = \"x\" }\nmax_body_size = \"big\"\n", "max_body_size"),
+        ] {
+            let parsed = parse(text);
+            assert!(
+                parsed.problems.iter().any(|p| p.message.contains(says)),
+                "{text}: {:?}",
+                parsed.problems
+            );
+        }
+    }
+
+    #[test]
     fn a_full_file_maps_onto_the_model() {
         let parsed = parse(
             r#"
