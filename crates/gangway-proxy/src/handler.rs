@@ -548,7 +548,7 @@ fn redirect(status: StatusCode, location: &str) -> Response<ResponseBody> {
 /// Expands a redirect template: `$host`, `$path`, `$query`, `$request_uri`,
 /// `$scheme`, and the path regex's groups (`$1`, `${name}`). An unknown
 /// name expands to nothing, as in nginx.
-fn expand_template(
+pub fn expand_template(
     template: &str,
     uri: &Uri,
     host: &str,

@@ -69,7 +69,7 @@ pub(crate) async fn serve(
 
 /// The percent-decoded path as a relative path of normal segments, or
 /// `None` if it is invalid or has a `..` segment.
-fn safe_relative_path(path: &str) -> Option<PathBuf> {
+pub fn safe_relative_path(path: &str) -> Option<PathBuf> {
     let decoded = percent_decode(path)?;
     let mut out = PathBuf::new();
     for segment in decoded.split('/') {
@@ -231,18 +231,20 @@ fn if_range_holds(headers: &HeaderMap, etag: &str, mtime: u64) -> bool {
         .is_some_and(|d| d.as_secs() == mtime)
 }
 
+/// What a `Range` header asks of a file of a given length.
 #[derive(Debug, PartialEq, Eq)]
-enum RangeSpec {
+pub enum RangeSpec {
     /// Serve the whole file (no usable single range).
     Ignored,
     /// Inclusive byte positions.
     Satisfiable(u64, u64),
+    /// No byte of the range is in the file: 416.
     Unsatisfiable,
 }
 
 /// Parses a single `bytes=` range (RFC 9110 §14.1.2). Several ranges are
 /// answered with the whole file, which the RFC allows.
-fn parse_range(value: &str, len: u64) -> RangeSpec {
+pub fn parse_range(value: &str, len: u64) -> RangeSpec {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return RangeSpec::Ignored;
     };
