@@ -4,7 +4,9 @@
 
 use crate::body::RequestBody;
 use crate::body::{AccessRecord, ResponseBody};
-use crate::headers::{add_forwarding, remove_hop_by_hop, ClientInfo, TrustedProxies};
+use crate::headers::{
+    prepare_request, remove_hop_by_hop, ClientInfo, TrustedProxies, X_REQUEST_ID,
+};
 use crate::static_files::{self, Served};
 use crate::statistics;
 use crate::upstream::Clients;
@@ -86,12 +88,11 @@ impl Proxy {
         // one id follows a request across hops; made up otherwise.
         let request_id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) if usable_request_id(id) => id.clone(),
-            _ => {
-                let id = new_request_id();
-                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-                id
-            }
+            _ => new_request_id(),
         };
+        // One line: a second, unchecked id must not ride along to the backend.
+        req.headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
         let mut record =
             tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessRecord {
                 start,
@@ -231,8 +232,7 @@ impl Proxy {
             // HTTP/2 carries the host in :authority; HTTP/1.1 backends need Host.
             parts.headers.insert(header::HOST, host.clone());
         }
-        remove_hop_by_hop(&mut parts.headers);
-        add_forwarding(&mut parts.headers, conn.client, &conn.client_ip, host);
+        prepare_request(&mut parts.headers, conn.client, &conn.client_ip, host);
         if let Some(ops) = &route.request_headers {
             ops.apply(&mut parts.headers);
         }
@@ -410,10 +410,6 @@ async fn replayable(
         _ => Ok(Kept::Stream(body)),
     }
 }
-
-/// `X-Request-Id`: one id per request, passed to the backend, returned to
-/// the client and logged.
-static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 /// A client's id is kept if it is short visible ASCII (a log field and a
 /// header value, never a vehicle for anything else).
