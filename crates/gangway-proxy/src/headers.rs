@@ -200,6 +200,9 @@ fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
