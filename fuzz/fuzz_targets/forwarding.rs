@@ -10,14 +10,17 @@
 //!   kept with its values in order;
 //! - after `add_forwarding` the forwarding headers each have one value;
 //!   from an untrusted client they are exactly what gangway saw, from a
-//!   trusted proxy the chain it sent is kept and the peer appended.
+//!   trusted proxy the chain it sent is kept and the peer appended; every
+//!   other header is left as it was;
+//! - `prepare_request` keeps the first `X-Request-Id`, as one line, even
+//!   when `Connection` names it.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use gangway_proxy::headers::{
-    add_forwarding, remove_hop_by_hop, ClientInfo, TrustedProxies, X_FORWARDED_FOR,
-    X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP,
+    add_forwarding, prepare_request, remove_hop_by_hop, ClientInfo, TrustedProxies,
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
 };
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
@@ -47,7 +50,7 @@ enum Name<'a> {
     Other(&'a str),
 }
 
-const KNOWN: [&str; 16] = [
+const KNOWN: [&str; 17] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -61,6 +64,7 @@ const KNOWN: [&str; 16] = [
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-real-ip",
+    "x-request-id",
     "host",
     "cookie",
     "x-app",
@@ -147,16 +151,15 @@ fuzz_target!(|input: Input<'_>| match input {
                     Err(_) => continue,
                 },
             };
-            if let Ok(value) = HeaderValue::from_str(value) {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
                 headers.append(name, value);
             }
         }
         let named: Vec<HeaderName> = headers
             .get_all("connection")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
             .collect();
         let goes = |n: &HeaderName| FIXED_HOP_BY_HOP.contains(&n.as_str()) || named.contains(n);
         let before = headers.clone();
@@ -182,6 +185,16 @@ fuzz_target!(|input: Input<'_>| match input {
         };
         let sent = headers.clone();
         add_forwarding(&mut headers, info, &client_ip, host.clone());
+
+        // The whole way to a backend: the id stays, one line, even when
+        // Connection names it.
+        let mut whole = before.clone();
+        prepare_request(&mut whole, info, &client_ip, host.clone());
+        let ids: Vec<&HeaderValue> = whole.get_all(&X_REQUEST_ID).iter().collect();
+        assert_eq!(
+            ids,
+            before.get(&X_REQUEST_ID).into_iter().collect::<Vec<_>>()
+        );
         let proto = if https { "https" } else { "http" };
         let one = |name: &HeaderName| -> HeaderValue {
             let all: Vec<&HeaderValue> = headers.get_all(name).iter().collect();
