@@ -89,7 +89,11 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Two hex digits exactly: from_str_radix alone takes "+9" too.
             let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -342,6 +346,8 @@ mod tests {
             Some(PathBuf::from("café.txt"))
         );
         assert_eq!(safe_relative_path("/bad%zz"), None);
+        // Found by the proxy_paths fuzz target: "%+9" decoded to a tab.
+        assert_eq!(safe_relative_path("/a%+9"), None);
         assert_eq!(safe_relative_path("/nul%00"), None);
     }
 
