@@ -115,17 +115,19 @@ pub fn parse_labels(
             ("", rest)
         } else {
             match rest.split_once('.') {
+                // Never empty: `<prefix>.port` must not silently stand for
+                // (or override) `<prefix>port`.
+                Some((name, key)) if is_key(key) && !valid_route_name(name) => {
+                    return Err(error(
+                        label,
+                        value,
+                        "a route name may only use letters, digits, '-' and '_', at least one",
+                    ));
+                }
                 Some((name, key)) if is_key(key) => (name, key),
                 _ => return Err(unknown(label, value, rest, prefix)),
             }
         };
-        if !route.is_empty() && !valid_route_name(route) {
-            return Err(error(
-                label,
-                value,
-                "a route name may only use letters, digits, '-' and '_'",
-            ));
-        }
         groups
             .entry(route)
             .or_default()
@@ -142,8 +144,10 @@ fn is_key(key: &str) -> bool {
 }
 
 fn valid_route_name(name: &str) -> bool {
-    name.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn error(label: &str, value: &str, problem: impl Into<String>) -> LabelError {
@@ -660,6 +664,20 @@ mod tests {
         }
         let bad_host = parse(&[("reverse-proxy.host", "http://a.test")]).unwrap_err();
         assert!(bad_host.to_string().contains("is invalid"), "{bad_host}");
+    }
+
+    /// Found writing the `docker_labels` fuzz target: an empty route name
+    /// made `reverse-proxy..port` a second spelling of `reverse-proxy.port`,
+    /// silently used or overridden.
+    #[test]
+    fn an_empty_route_name_is_refused() {
+        let e = parse(&[
+            ("reverse-proxy.host", "a.test"),
+            ("reverse-proxy..port", "8080"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.label(), "reverse-proxy..port");
+        assert!(e.to_string().contains("route name"), "{e}");
     }
 
     #[test]

@@ -28,25 +28,55 @@ pub enum HostError {
 ///
 /// Writes into `buf` only when the input needs changing, so the common case
 /// (an already lower-case host without port) allocates nothing. Returns
-/// `None` for a value that cannot be a host.
+/// `None` for a value that cannot be a host: one with a character that no
+/// configured host can have (letters, digits, `-`, `_` and `.`; hex digits,
+/// `:` and `.` inside the brackets of an IPv6 literal), an empty label, or
+/// anything but a port after the name. Such a value could otherwise reach
+/// a wildcard route (`evil.example/x.app.test` under `*.app.test`) while
+/// the backend or a redirect reads it as another host.
 pub fn normalize_host<'a>(raw: &'a str, buf: &'a mut [u8; MAX_HOST_LEN + 8]) -> Option<&'a str> {
     let raw = raw.trim();
-    let host = if let Some(rest) = raw.strip_prefix('[') {
+    let is_port = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    let (host, ipv6) = if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal: keep the brackets off, drop any port after them.
-        let end = rest.find(']')?;
-        &rest[..end]
+        let (inside, after) = rest.split_once(']')?;
+        if !inside.contains(':') {
+            return None;
+        }
+        match after.strip_prefix(':') {
+            Some(port) if is_port(port) => {}
+            None if after.is_empty() => {}
+            _ => return None,
+        }
+        (inside, true)
     } else {
-        match raw.rfind(':') {
-            Some(colon) if raw[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => &raw[..colon],
+        match raw.split_once(':') {
+            Some((name, port)) if is_port(port) => (name.strip_suffix('.').unwrap_or(name), false),
             Some(_) => return None,
-            None => raw,
+            None => (raw.strip_suffix('.').unwrap_or(raw), false),
         }
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > MAX_HOST_LEN {
         return None;
     }
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+    let mut upper = false;
+    let mut previous = b'.';
+    for b in host.bytes() {
+        let allowed = if ipv6 {
+            b.is_ascii_hexdigit() || b == b':' || b == b'.'
+        } else {
+            b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && previous != b'.')
+        };
+        if !allowed {
+            return None;
+        }
+        upper |= b.is_ascii_uppercase();
+        previous = b;
+    }
+    if !ipv6 && previous == b'.' {
+        return None;
+    }
+    if !upper {
         return Some(host);
     }
     let out = &mut buf[..host.len()];
@@ -199,6 +229,39 @@ mod tests {
         assert_eq!(norm(":80"), None);
         assert_eq!(norm("a:b:c"), None);
         assert_eq!(norm(&"a".repeat(300)), None);
+    }
+
+    /// Found by the `host_normalize` fuzz target: keys that were not
+    /// themselves again (`a..` → `a.` → `a`), and hosts that reached a
+    /// wildcard route while naming another host.
+    #[test]
+    fn only_host_characters_make_a_key() {
+        for bad in [
+            "a..",
+            "**..",
+            "a :80",
+            "a:b:80",
+            "::1",
+            "evil.example/x.app.test",
+            "user@x.app.test",
+            ".app.test",
+            "a..b",
+            "[::1]x",
+            "[::1]:x",
+            "[ ::1 ]",
+            "[a.test]",
+            "[.]",
+            "[10.0.0.1]",
+            "*.app.test",
+        ] {
+            assert_eq!(norm(bad), None, "{bad:?}");
+        }
+        assert_eq!(norm("A_B-9.test.:80").as_deref(), Some("a_b-9.test"));
+        assert_eq!(
+            norm("[::FFFF:10.0.0.1]:443").as_deref(),
+            Some("::ffff:10.0.0.1")
+        );
+        assert_eq!(norm("10.0.0.1:").as_deref(), Some("10.0.0.1"));
     }
 
     #[test]

@@ -266,9 +266,19 @@ fn check_route(route: &Route, pools: &HashSet<&str>, report: &mut dyn FnMut(Stri
                 }
             }
         }
-        Action::Respond { status, .. } => {
+        Action::Respond {
+            status,
+            content_type,
+            ..
+        } => {
             if !(200..=599).contains(status) {
                 report(format!("response status {status} must be from 200 to 599"));
+            }
+            // As for header values: the router could not compile it.
+            if content_type.chars().any(|c| c.is_control() && c != '\t') {
+                report(format!(
+                    "content_type {content_type:?} contains control characters"
+                ));
             }
         }
         Action::Statistics => {}
@@ -517,6 +527,25 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert_eq!(problems[0].severity, Severity::Warning);
         assert!(problems[0].message.contains("\"catch-all\""));
+    }
+
+    /// Found by the `config_file` fuzz target: a valid file whose route the
+    /// router could not compile, and so silently left out.
+    #[test]
+    fn a_respond_content_type_with_control_characters_is_an_error() {
+        let mut r = route("r", "a.test");
+        r.action = Action::Respond {
+            status: 200,
+            body: String::new(),
+            content_type: "text/plain\u{1}".into(),
+        };
+        let found = messages(&fragment(vec![r]));
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("contains control characters")),
+            "{found:#?}"
+        );
     }
 
     #[test]

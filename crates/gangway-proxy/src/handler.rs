@@ -5,7 +5,9 @@
 use crate::body::{AccessRecord, BodyError, RequestBody, ResponseBody};
 use crate::client_body::{BodyFault, ClientBody, FaultCell};
 use crate::forwarded::add_forwarded;
-use crate::headers::{add_forwarding, remove_hop_by_hop, ClientInfo, TrustedProxies};
+use crate::headers::{
+    prepare_request, remove_hop_by_hop, ClientInfo, TrustedProxies, X_REQUEST_ID,
+};
 use crate::static_files::{self, Served};
 use crate::statistics;
 use crate::upstream::Clients;
@@ -287,14 +289,14 @@ impl Proxy {
                 }
             }
         };
-        remove_hop_by_hop(&mut parts.headers);
-        // After the hop-by-hop removal, so that no `Connection` header can
-        // take these away. HTTP/2 carries the host in :authority; HTTP/1.1
-        // backends need Host.
-        parts.headers.insert(header::HOST, host.clone());
         parts
             .headers
             .insert(X_REQUEST_ID.clone(), request_id.clone());
+        let forwarded_host = self.settings.forwarded_header.then(|| host.clone());
+        prepare_request(&mut parts.headers, conn.client, &conn.client_ip, host);
+        if let Some(host) = forwarded_host {
+            add_forwarded(&mut parts.headers, conn.client, &host);
+        }
         // hyper answers `100 Continue` itself when the body is first read;
         // the backend is not asked again (RFC 9110 §10.1.1).
         parts.headers.remove(header::EXPECT);
@@ -304,10 +306,6 @@ impl Proxy {
                 .headers
                 .insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        if self.settings.forwarded_header {
-            add_forwarded(&mut parts.headers, conn.client, &host);
-        }
-        add_forwarding(&mut parts.headers, conn.client, &conn.client_ip, host);
         if let Some(ops) = &route.request_headers {
             ops.apply(&mut parts.headers);
         }
@@ -600,10 +598,6 @@ fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
-/// `X-Request-Id`: one id per request, passed to the backend, returned to
-/// the client and logged.
-static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
-
 /// A client's id is kept if it is short visible ASCII (a log field and a
 /// header value, never a vehicle for anything else).
 fn usable_request_id(id: &HeaderValue) -> bool {
@@ -740,7 +734,7 @@ fn redirect(status: StatusCode, location: &str) -> Response<ResponseBody> {
 /// Expands a redirect template: `$host`, `$path`, `$query`, `$request_uri`,
 /// `$scheme`, and the path regex's groups (`$1`, `${name}`). An unknown
 /// name expands to nothing, as in nginx.
-fn expand_template(
+pub fn expand_template(
     template: &str,
     uri: &Uri,
     host: &str,

@@ -13,6 +13,10 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// `X-Forwarded-Proto`: `http` or `https`, as the client spoke to gangway.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+/// `X-Request-Id`: one id per request, passed to the backend, returned to
+/// the client and logged.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -38,12 +42,13 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
 /// sending `Connection: x-forwarded-for` cannot remove them.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
+        // Read as bytes: one element that is not ASCII must not keep the
+        // others in the same line from being removed.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -51,6 +56,27 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in fixed_hop_by_hop() {
         headers.remove(name);
+    }
+}
+
+/// A request's headers on their way to a backend: hop-by-hop headers
+/// removed, then `Host` and the forwarding headers set. The `X-Request-Id`
+/// the handler settled on stays, as one line, even when `Connection` names
+/// it: the backend must see the id that the client gets back and the log
+/// records. `Host` is set after the removal for the same reason (and
+/// because HTTP/2 requests carry the host in `:authority` only).
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    client: ClientInfo,
+    client_ip: &HeaderValue,
+    host: HeaderValue,
+) {
+    let request_id = headers.get(&X_REQUEST_ID).cloned();
+    remove_hop_by_hop(headers);
+    headers.insert(header::HOST, host.clone());
+    add_forwarding(headers, client, client_ip, host);
+    if let Some(id) = request_id {
+        headers.insert(X_REQUEST_ID.clone(), id);
     }
 }
 
@@ -178,6 +204,9 @@ fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -208,6 +237,36 @@ mod tests {
         remove_hop_by_hop(&mut h);
         let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    /// Found by the property tests: a `Connection` line with a non-ASCII
+    /// element was ignored whole, so the headers it named were forwarded.
+    #[test]
+    fn a_connection_line_with_obs_text_still_removes_what_it_names() {
+        let mut h = HeaderMap::new();
+        h.append("x-secret", HeaderValue::from_static("1"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-secret, caf\xe9").unwrap(),
+        );
+        remove_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    /// Found writing the property tests: `Connection: x-request-id` dropped the
+    /// id before forwarding, while the client got it back and the log had it.
+    #[test]
+    fn the_request_id_survives_connection_naming_it() {
+        let client = ClientInfo {
+            ip: "10.1.2.3".parse().unwrap(),
+            https: false,
+            local_port: 80,
+            trusted: false,
+        };
+        let ip = HeaderValue::from_static("10.1.2.3");
+        let mut h = map(&[("x-request-id", "abc"), ("connection", "x-request-id")]);
+        prepare_request(&mut h, client, &ip, HeaderValue::from_static("app.test"));
+        assert_eq!(h.get_all(&X_REQUEST_ID).iter().collect::<Vec<_>>(), ["abc"]);
     }
 
     #[test]

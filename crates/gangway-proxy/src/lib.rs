@@ -26,6 +26,13 @@ pub use metrics::prometheus_metrics;
 pub use server::{serve, Listener};
 pub use statistics::statistics_json;
 
+/// Internals reached by the fuzz targets in `fuzz/`; not API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::handler::expand_template;
+    pub use crate::static_files::{parse_range, safe_relative_path, RangeSpec};
+}
+
 #[doc(no_inline)]
 pub use gangway_router::RouteTable;
 #[doc(no_inline)]

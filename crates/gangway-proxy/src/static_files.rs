@@ -69,7 +69,7 @@ pub(crate) async fn serve(
 
 /// The percent-decoded path as a relative path of normal segments, or
 /// `None` if it is invalid or has a `..` segment.
-fn safe_relative_path(path: &str) -> Option<PathBuf> {
+pub fn safe_relative_path(path: &str) -> Option<PathBuf> {
     let decoded = percent_decode(path)?;
     let mut out = PathBuf::new();
     for segment in decoded.split('/') {
@@ -89,7 +89,11 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Two hex digits exactly: from_str_radix alone takes "+9" too.
             let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -231,18 +235,20 @@ fn if_range_holds(headers: &HeaderMap, etag: &str, mtime: u64) -> bool {
         .is_some_and(|d| d.as_secs() == mtime)
 }
 
+/// What a `Range` header asks of a file of a given length.
 #[derive(Debug, PartialEq, Eq)]
-enum RangeSpec {
+pub enum RangeSpec {
     /// Serve the whole file (no usable single range).
     Ignored,
     /// Inclusive byte positions.
     Satisfiable(u64, u64),
+    /// No byte of the range is in the file: 416.
     Unsatisfiable,
 }
 
 /// Parses a single `bytes=` range (RFC 9110 §14.1.2). Several ranges are
 /// answered with the whole file, which the RFC allows.
-fn parse_range(value: &str, len: u64) -> RangeSpec {
+pub fn parse_range(value: &str, len: u64) -> RangeSpec {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return RangeSpec::Ignored;
     };
@@ -340,6 +346,8 @@ mod tests {
             Some(PathBuf::from("café.txt"))
         );
         assert_eq!(safe_relative_path("/bad%zz"), None);
+        // Found by the proxy_paths fuzz target: "%+9" decoded to a tab.
+        assert_eq!(safe_relative_path("/a%+9"), None);
         assert_eq!(safe_relative_path("/nul%00"), None);
     }
 

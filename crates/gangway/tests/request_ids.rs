@@ -57,6 +57,28 @@ fn request_ids_and_via() {
     );
     assert_eq!(r.header("x-request-id"), Some("order-42"));
 
+    // Kept as one line: a second, unchecked id does not ride along, and
+    // naming it in Connection does not drop it on the way.
+    let r = curl([
+        "-H",
+        "Host: id.test",
+        "-H",
+        "X-Request-Id: order-43",
+        "-H",
+        "X-Request-Id: not checked",
+        "-H",
+        "Connection: x-request-id",
+        url.as_str(),
+    ]);
+    let ids: Vec<String> = r
+        .backend_headers()
+        .into_iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(ids, ["order-43"]);
+    assert_eq!(r.header("x-request-id"), Some("order-43"));
+
     // An unusable one (too long, or with spaces) is replaced.
     let long = format!("X-Request-Id: {}", "x".repeat(300));
     let r = curl(["-H", "Host: id.test", "-H", long.as_str(), url.as_str()]);
