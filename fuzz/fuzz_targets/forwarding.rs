@@ -22,7 +22,7 @@ use gangway_proxy::headers::{
     add_forwarding, prepare_request, remove_hop_by_hop, ClientInfo, TrustedProxies,
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
 };
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
 
@@ -70,12 +70,12 @@ const KNOWN: [&str; 17] = [
     "x-app",
 ];
 
-const FIXED_HOP_BY_HOP: [&str; 9] = [
+/// RFC 9110 §7.6.1 (`Trailer` declares the message's trailers: not one).
+const FIXED_HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
     "proxy-authorization",
@@ -195,6 +195,8 @@ fuzz_target!(|input: Input<'_>| match input {
             ids,
             before.get(&X_REQUEST_ID).into_iter().collect::<Vec<_>>()
         );
+        // Host is gangway's, one line, whatever Connection named.
+        assert_eq!(whole.get_all(header::HOST).iter().collect::<Vec<_>>(), [&host]);
         let proto = if https { "https" } else { "http" };
         let one = |name: &HeaderName| -> HeaderValue {
             let all: Vec<&HeaderValue> = headers.get_all(name).iter().collect();
