@@ -2,6 +2,7 @@
 //! is written when that body has been sent (or abandoned).
 
 use crate::client_body::ClientBody;
+use crate::h1::OriginBody;
 use bytes::{Bytes, BytesMut};
 use gangway_router::PoolEntry;
 use http::{Method, Uri};
@@ -25,7 +26,7 @@ pub struct ResponseBody {
 #[derive(Debug)]
 enum Inner {
     /// A backend's body, cut off at the deadline (a pool's request timeout).
-    Upstream(Incoming, Option<Pin<Box<tokio::time::Sleep>>>),
+    Upstream(UpstreamBody, Option<Pin<Box<tokio::time::Sleep>>>),
     Full(Option<Bytes>),
     File {
         file: tokio::fs::File,
@@ -42,7 +43,7 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ResponseBody {
     /// Streams a backend's body frame by frame.
-    pub fn upstream(body: Incoming, deadline: Option<tokio::time::Instant>) -> Self {
+    pub(crate) fn upstream(body: UpstreamBody, deadline: Option<tokio::time::Instant>) -> Self {
         ResponseBody {
             inner: Inner::Upstream(
                 body,
@@ -110,9 +111,7 @@ impl Body for ResponseBody {
                     tracing::warn!("response cut off: the pool's request timeout passed");
                     return Poll::Ready(Some(Err("the request timeout passed".into())));
                 }
-                Pin::new(body)
-                    .poll_frame(cx)
-                    .map_err(|e| Box::new(e) as BodyError)
+                Pin::new(body).poll_frame(cx)
             }
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::File {
@@ -219,6 +218,51 @@ impl AccessRecord {
             container = target.map(|t| &*t.name),
             "request"
         );
+    }
+}
+
+/// A target's response body, from whichever client fetched it.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    /// From gangway's own HTTP/1.1 client.
+    Own(OriginBody),
+    /// From hyper's client (HTTP/2, TLS).
+    Hyper(Incoming),
+    /// Nothing (the connection was taken over by an upgrade).
+    Empty,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::Own(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BodyError),
+            UpstreamBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Own(body) => body.is_end_stream(),
+            UpstreamBody::Hyper(body) => body.is_end_stream(),
+            UpstreamBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Own(body) => body.size_hint(),
+            UpstreamBody::Hyper(body) => body.size_hint(),
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+        }
     }
 }
 

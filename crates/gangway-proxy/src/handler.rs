@@ -2,9 +2,10 @@
 //! forward (pick a target, rewrite path and headers, stream the answer
 //! back), redirect, serve files, or answer directly.
 
-use crate::body::{AccessRecord, BodyError, RequestBody, ResponseBody};
+use crate::body::{AccessRecord, BodyError, RequestBody, ResponseBody, UpstreamBody};
 use crate::client_body::{BodyFault, ClientBody, FaultCell};
 use crate::forwarded::add_forwarded;
+use crate::h1::H1Client;
 use crate::headers::{
     prepare_request, remove_hop_by_hop, ClientInfo, TrustedProxies, X_REQUEST_ID,
 };
@@ -14,7 +15,7 @@ use crate::upstream::Clients;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gangway_model::{
-    is_valid_authority, normalize_host, Balance, ErrorPage, HashKey, Retry, MAX_HOST_LEN,
+    is_valid_authority, normalize_host, Balance, ErrorPage, HashKey, Protocol, Retry, MAX_HOST_LEN,
 };
 use gangway_router::{
     is_websocket_upgrade, now_ms, random_u64, remove_dot_segments, stable_hash, Captures,
@@ -31,6 +32,7 @@ use hyper::body::Incoming;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt as _;
 
 /// Per-connection facts, computed once when the connection is accepted.
 #[derive(Debug, Clone)]
@@ -84,7 +86,10 @@ impl Default for ProxySettings {
 pub struct Proxy {
     routes: Arc<ArcSwap<RouteTable>>,
     pub(crate) settings: ProxySettings,
+    /// HTTP/2 and TLS towards targets.
     clients: Clients,
+    /// Plain HTTP/1.1 towards targets.
+    h1: Arc<H1Client>,
     /// Client connections open now, for `max_connections`.
     pub(crate) open_connections: AtomicUsize,
 }
@@ -97,6 +102,7 @@ impl Proxy {
             routes,
             settings,
             clients: Clients::default(),
+            h1: Arc::default(),
             open_connections: AtomicUsize::new(0),
         }
     }
@@ -349,8 +355,12 @@ impl Proxy {
         };
         let max_attempts = (policy.max_attempts as usize).min(pool.targets().len());
         let timeouts = pool.timeouts();
-        let Ok(client) = self.clients.get(timeouts, pool.upstream()) else {
-            return own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY);
+        let client = match pool.upstream().protocol {
+            Protocol::Http => None,
+            _ => match self.clients.get(timeouts, pool.upstream()) {
+                Ok(client) => Some(client),
+                Err(_) => return own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY),
+            },
         };
         let scheme = if pool.upstream().protocol.tls() {
             Scheme::HTTPS
@@ -401,7 +411,20 @@ impl Proxy {
             if let Some(deadline) = deadline {
                 wait = wait.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             }
-            let result = tokio::time::timeout(wait, client.request(request)).await;
+            let result = match &client {
+                None => tokio::time::timeout(wait, self.h1.send(target.addr, timeouts, request))
+                    .await
+                    .map(|r| {
+                        r.map(|r| r.map(UpstreamBody::Own))
+                            .map_err(|e| (e.is_connect(), e.to_string()))
+                    }),
+                Some(client) => tokio::time::timeout(wait, client.request(request))
+                    .await
+                    .map(|r| {
+                        r.map(|r| r.map(UpstreamBody::Hyper))
+                            .map_err(|e| (e.is_connect(), error_chain(&e)))
+                    }),
+            };
             target.state.finished();
             if let Some(fault) = fault.get() {
                 // The client broke off its own request: not the backend's
@@ -417,18 +440,31 @@ impl Proxy {
                     }
                     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
                     let tunnel = match (switched, upgrade.take()) {
-                        (true, Some(on_client)) => {
-                            Some((on_client, hyper::upgrade::on(&mut response)))
+                        (true, Some(on_client)) => Some(on_client),
+                        _ => None,
+                    };
+                    let on_backend = match response.body() {
+                        UpstreamBody::Hyper(_) if tunnel.is_some() => {
+                            Some(BackendUpgrade::Hyper(hyper::upgrade::on(&mut response)))
                         }
                         _ => None,
                     };
                     let (mut parts, body) = response.into_parts();
+                    let (on_backend, body) = match (tunnel.is_some(), body) {
+                        (true, UpstreamBody::Own(own)) => (
+                            own.into_upgraded().map(BackendUpgrade::Own),
+                            UpstreamBody::Empty,
+                        ),
+                        (_, body) => (on_backend, body),
+                    };
                     let protocol = parts.headers.get(header::UPGRADE).cloned();
                     remove_hop_by_hop(&mut parts.headers);
                     parts
                         .headers
                         .append(header::VIA, HeaderValue::from_static("1.1 gangway"));
-                    if let (Some((on_client, on_backend)), Some(protocol)) = (tunnel, protocol) {
+                    if let (Some(on_client), Some(on_backend), Some(protocol)) =
+                        (tunnel, on_backend, protocol)
+                    {
                         parts
                             .headers
                             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -437,8 +473,8 @@ impl Proxy {
                     }
                     return Response::from_parts(parts, ResponseBody::upstream(body, deadline));
                 }
-                Ok(Err(error)) if error.is_connect() => (FailureKind::Connect, error_chain(&error)),
-                Ok(Err(error)) => (FailureKind::Reset, error_chain(&error)),
+                Ok(Err((true, error))) => (FailureKind::Connect, error),
+                Ok(Err((false, error))) => (FailureKind::Reset, error),
                 Err(_) => (
                     FailureKind::Timeout,
                     format!("no response headers within {wait:?}"),
@@ -501,7 +537,7 @@ async fn replayable(
 
 /// The body length a request declares (hyper has already refused requests
 /// whose `Content-Length` is invalid or conflicting).
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -633,24 +669,48 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
 /// either side closes. No idle timeout: WebSockets may stay quiet for long.
 async fn join_upgraded(
     on_client: hyper::upgrade::OnUpgrade,
-    on_backend: hyper::upgrade::OnUpgrade,
+    on_backend: BackendUpgrade,
     upstream: std::net::SocketAddr,
 ) {
-    let (client, backend) = match tokio::try_join!(on_client, on_backend) {
-        Ok(both) => both,
+    let mut client = match on_client.await {
+        Ok(client) => hyper_util::rt::TokioIo::new(client),
         Err(error) => {
             tracing::debug!(%upstream, %error, "upgrade did not complete");
             return;
         }
     };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut backend = hyper_util::rt::TokioIo::new(backend);
-    match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+    let joined = match on_backend {
+        BackendUpgrade::Own(backend) => {
+            // What the target sent right after its 101 goes first.
+            let mut io = backend.io;
+            match client.write_all(&backend.read_ahead).await {
+                Ok(()) => tokio::io::copy_bidirectional(&mut client, &mut io).await,
+                Err(e) => Err(e),
+            }
+        }
+        BackendUpgrade::Hyper(on_backend) => match on_backend.await {
+            Ok(backend) => {
+                let mut backend = hyper_util::rt::TokioIo::new(backend);
+                tokio::io::copy_bidirectional(&mut client, &mut backend).await
+            }
+            Err(error) => {
+                tracing::debug!(%upstream, %error, "upgrade did not complete");
+                return;
+            }
+        },
+    };
+    match joined {
         Ok((up, down)) => {
             tracing::debug!(%upstream, bytes_to_backend = up, bytes_to_client = down, "upgraded connection closed")
         }
         Err(error) => tracing::debug!(%upstream, %error, "upgraded connection broken"),
     }
+}
+
+/// The target's side of a switched connection.
+enum BackendUpgrade {
+    Hyper(hyper::upgrade::OnUpgrade),
+    Own(crate::h1::Upgraded),
 }
 
 /// The hash of what a hashing pool balances on; `None` (round robin) for

@@ -37,10 +37,20 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
     ]
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    fixed_hop_by_hop().contains(&name)
+}
+
 /// Removes hop-by-hop headers, including every header that `Connection`
 /// names. Must run before gangway adds its own headers, so that a client
 /// sending `Connection: x-forwarded-for` cannot remove them.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names (compared as
+    // the standard-header tags they mostly are) instead of a hash lookup
+    // per hop-by-hop name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Read as bytes: one element that is not ASCII must not keep the
         // others in the same line from being removed.
@@ -73,6 +83,8 @@ pub fn prepare_request(
 ) {
     let request_id = headers.get(&X_REQUEST_ID).cloned();
     remove_hop_by_hop(headers);
+    // Room for what is added below, so the map grows at most once.
+    headers.reserve(8);
     headers.insert(header::HOST, host.clone());
     add_forwarding(headers, client, client_ip, host);
     if let Some(id) = request_id {
@@ -110,7 +122,6 @@ pub fn add_forwarding(
     let proto = HeaderValue::from_static(if client.https { "https" } else { "http" });
     if !client.trusted {
         headers.insert(X_REAL_IP.clone(), client_ip.clone());
-        headers.remove(&X_FORWARDED_FOR);
         headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
         headers.insert(X_FORWARDED_HOST.clone(), host);
         headers.insert(X_FORWARDED_PROTO.clone(), proto);
@@ -139,8 +150,8 @@ pub fn add_forwarding(
         chain.extend_from_slice(client_ip.as_bytes());
         HeaderValue::from_bytes(&chain).unwrap_or_else(|_| client_ip.clone())
     };
-    // Several X-Forwarded-For lines are folded into the one value above.
-    headers.remove(&X_FORWARDED_FOR);
+    // Several X-Forwarded-For lines are folded into the one value above
+    // (`insert` replaces them all).
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
 }
 

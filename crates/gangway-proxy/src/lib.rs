@@ -8,6 +8,7 @@
 mod body;
 mod client_body;
 mod forwarded;
+mod h1;
 mod handler;
 pub mod headers;
 mod health;

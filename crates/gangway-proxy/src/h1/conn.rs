@@ -1,0 +1,124 @@
+//! One connection to a target: the socket, the bytes read but not yet
+//! used, and reads and writes driven from whichever task polls them.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::task::{ready, Context, Poll};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// The first read's buffer; it doubles while reads fill it, up to
+/// `MAX_READ`, so a large body moves in large reads.
+const FIRST_READ: usize = 8 * 1024;
+const MAX_READ: usize = 256 * 1024;
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub io: TcpStream,
+    /// Bytes read from the target and not yet taken.
+    pub buf: BytesMut,
+    pub addr: SocketAddr,
+    /// Whether the connection carried an earlier request.
+    pub reused: bool,
+    next_read: usize,
+    /// The last read returned less than it could take: the socket's
+    /// receive queue was empty after it.
+    drained: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(io: TcpStream, addr: SocketAddr) -> Self {
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            addr,
+            reused: false,
+            next_read: FIRST_READ,
+            drained: false,
+        }
+    }
+
+    /// Reads what the socket has into `buf`: `Ok(0)` is the end of the
+    /// stream.
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < FIRST_READ / 8 {
+            self.buf.reserve(self.next_read);
+        }
+        let spare = self.buf.capacity() - self.buf.len();
+        loop {
+            ready!(self.io.poll_read_ready(cx))?;
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(n) => {
+                    self.drained = n < spare;
+                    if n == spare && self.next_read < MAX_READ {
+                        self.next_read *= 2;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Writes out `pieces`, front first, several per system call.
+    pub(crate) fn poll_write_all(
+        &mut self,
+        cx: &mut Context<'_>,
+        pieces: &mut VecDeque<Bytes>,
+    ) -> Poll<io::Result<()>> {
+        while !pieces.is_empty() {
+            ready!(self.io.poll_write_ready(cx))?;
+            let slices: Vec<IoSlice<'_>> = pieces.iter().take(8).map(|p| IoSlice::new(p)).collect();
+            match self.io.try_write_vectored(&slices) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(mut n) => {
+                    while n > 0 {
+                        let Some(front) = pieces.front_mut() else {
+                            break;
+                        };
+                        let take = n.min(front.len());
+                        front.advance(take);
+                        n -= take;
+                        if front.is_empty() {
+                            pieces.pop_front();
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether an idle connection can take a request: nothing arrived
+    /// on it while it was idle (neither bytes nor the target's close).
+    /// Costs no system call unless the socket was reported readable.
+    pub(crate) fn still_open(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.io.try_read(&mut probe) {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            // Bytes nobody asked for, or the end of the stream.
+            Ok(_) => false,
+        }
+    }
+
+    /// After the last byte of a response: when the last read left the
+    /// socket empty, forgets that it was readable, so that `still_open`
+    /// makes no system call unless something arrives later (a newer
+    /// readiness event is kept: tokio compares the event's tick).
+    pub(crate) fn mark_drained(&self) {
+        if !self.drained {
+            return;
+        }
+        let _ = self.io.try_io(Interest::READABLE, || {
+            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+        });
+    }
+}

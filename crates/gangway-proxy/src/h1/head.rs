@@ -1,0 +1,406 @@
+//! Message heads: the request line and fields gangway writes to a target,
+//! and the status line and fields it reads back, with the body framing
+//! that follows from them (RFC 9112 §6.3).
+
+use bytes::BufMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// The most response header fields gangway reads; more is a bad response.
+const MAX_FIELDS: usize = 256;
+/// Fields tried first, in an array on the stack that is cheap to set up;
+/// a head with more is parsed again with room for `MAX_FIELDS`.
+const USUAL_FIELDS: usize = 32;
+/// The largest response head gangway reads (status line and fields).
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+
+/// How a request body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestFraming {
+    /// `Content-Length: n` (also 0, when the client sent one).
+    Length(u64),
+    /// No body and no length field (a GET, say).
+    None,
+    /// `Transfer-Encoding: chunked`: a streamed body of unknown length.
+    Chunked,
+}
+
+/// Writes the request line and fields. `Content-Length` and
+/// `Transfer-Encoding` in `headers` are replaced by what `framing` says.
+pub(crate) fn encode_request(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) {
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::Length(n) => {
+            out.put_slice(b"content-length: ");
+            out.put_slice(itoa(n, &mut [0; 20]));
+            out.put_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        RequestFraming::None => {}
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// `n` in decimal, without allocating.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // A digit: the cast cannot truncate.
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResponseFraming {
+    /// No body: a response to HEAD, a 204 or a 304.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the target closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: ResponseFraming,
+    /// Whether the connection may carry another request afterwards.
+    pub keep_alive: bool,
+    /// The head's length in bytes.
+    pub len: usize,
+}
+
+/// Why a response head is unusable. Each is the target's fault: the
+/// request gets a 502 and the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HeadError {
+    #[error("the response head is not valid HTTP/1.1: {0}")]
+    Syntax(httparse::Error),
+    #[error("the response head is larger than {MAX_HEAD} bytes")]
+    TooLarge,
+    #[error("the response has a header field that is not valid: {0}")]
+    Field(String),
+    #[error("the response's Content-Length is not valid: {0:?}")]
+    Length(String),
+}
+
+/// Parses a response head from the start of `buf`: `Ok(None)` when more
+/// bytes are needed.
+pub(crate) fn parse_response(
+    buf: &[u8],
+    method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    match parse_with(buf, method, &mut [httparse::EMPTY_HEADER; USUAL_FIELDS]) {
+        Err(HeadError::Syntax(httparse::Error::TooManyHeaders)) => {
+            parse_with(buf, method, &mut vec![httparse::EMPTY_HEADER; MAX_FIELDS])
+        }
+        parsed => parsed,
+    }
+}
+
+fn parse_with<'b>(
+    buf: &'b [u8],
+    method: &Method,
+    fields: &mut [httparse::Header<'b>],
+) -> Result<Option<ResponseHead>, HeadError> {
+    let mut response = httparse::Response::new(fields);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(HeadError::Syntax(error)),
+    };
+    if len > MAX_HEAD {
+        return Err(HeadError::TooLarge);
+    }
+    let status = response
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(HeadError::Syntax(httparse::Error::Status))?;
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    let mut close = version == Version::HTTP_10;
+    let mut chunked = None;
+    let mut length: Option<u64> = None;
+    for field in response.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| HeadError::Field(field.name.to_string()))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| HeadError::Field(field.name.to_string()))?;
+        if name == header::CONNECTION {
+            for token in value.as_bytes().split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
+                    close = false;
+                }
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            // Only the final coding counts (RFC 9112 §6.3 point 4).
+            let last = value.as_bytes().rsplit(|b| *b == b',').next();
+            chunked = Some(last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")));
+        } else if name == header::CONTENT_LENGTH {
+            // A list of identical values is one value (RFC 9110 §8.6).
+            for part in value.as_bytes().split(|b| *b == b',') {
+                let n = parse_length(part.trim_ascii()).ok_or_else(|| {
+                    HeadError::Length(String::from_utf8_lossy(field.value).into())
+                })?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Length(
+                        String::from_utf8_lossy(field.value).into(),
+                    ));
+                }
+                length = Some(n);
+            }
+        }
+        headers.append(name, value);
+    }
+    let framing = if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        ResponseFraming::Empty
+    } else if let Some(chunked) = chunked {
+        // Transfer-Encoding overrides Content-Length, and a message with
+        // both may be an attempt at smuggling: the connection is not
+        // used again (RFC 9112 §6.3 point 3).
+        if length.is_some() {
+            headers.remove(header::CONTENT_LENGTH);
+            close = true;
+        }
+        if chunked {
+            ResponseFraming::Chunked
+        } else {
+            close = true;
+            ResponseFraming::UntilClose
+        }
+    } else if let Some(n) = length {
+        ResponseFraming::Length(n)
+    } else {
+        close = true;
+        ResponseFraming::UntilClose
+    };
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive: !close,
+        len,
+    }))
+}
+
+/// A `Content-Length` value: digits only, no sign, no overflow.
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<ResponseHead>, HeadError> {
+        parse_response(text.as_bytes(), &Method::GET)
+    }
+
+    fn head(text: &str) -> ResponseHead {
+        match parse(text) {
+            Ok(Some(head)) => head,
+            other => panic!("{text:?} did not parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_head_has_the_framing_it_is_given() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("a.test"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        let mut out = Vec::new();
+        encode_request(
+            &mut out,
+            &Method::POST,
+            "/x?y=1",
+            &headers,
+            RequestFraming::Length(12),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "POST /x?y=1 HTTP/1.1\r\nhost: a.test\r\ncontent-length: 12\r\n\r\n"
+        );
+        out.clear();
+        encode_request(
+            &mut out,
+            &Method::PUT,
+            "/",
+            &headers,
+            RequestFraming::Chunked,
+        );
+        assert!(out.ends_with(b"host: a.test\r\ntransfer-encoding: chunked\r\n\r\n"));
+        out.clear();
+        encode_request(
+            &mut out,
+            &Method::GET,
+            "/",
+            &HeaderMap::new(),
+            RequestFraming::None,
+        );
+        assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn itoa_writes_decimal() {
+        for n in [0, 7, 10, 12345, u64::MAX] {
+            assert_eq!(itoa(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_section_6_3() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(
+            (h.framing, h.keep_alive, h.len),
+            (ResponseFraming::Length(5), true, 38)
+        );
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Chunked, true));
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        assert_eq!(
+            (h.framing, h.keep_alive),
+            (ResponseFraming::UntilClose, false)
+        );
+        let h = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(
+            (h.framing, h.keep_alive),
+            (ResponseFraming::UntilClose, false)
+        );
+        let h = head("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(h.framing, ResponseFraming::Empty);
+        let h = head("HTTP/1.1 304 Not Modified\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Empty, true));
+        let h = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(h.framing, ResponseFraming::Empty);
+        let h = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            &Method::HEAD,
+        );
+        assert_eq!(
+            h.ok().flatten().map(|h| h.framing),
+            Some(ResponseFraming::Empty)
+        );
+    }
+
+    #[test]
+    fn both_lengths_mean_chunked_and_no_reuse() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Chunked, false));
+        assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn connection_close_and_http_1_0() {
+        let h = head("HTTP/1.1 200 OK\r\nConnection: foo, Close\r\nContent-Length: 0\r\n\r\n");
+        assert!(!h.keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!((h.version, h.keep_alive), (Version::HTTP_10, false));
+        let h = head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn lengths_that_are_not_one_number_are_refused() {
+        for bad in [
+            "-1",
+            "+5",
+            "5 5",
+            "0x10",
+            "",
+            "99999999999999999999",
+            "5, 6",
+        ] {
+            let text = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
+            assert!(matches!(parse(&text), Err(HeadError::Length(_))), "{bad:?}");
+        }
+        let text = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        assert!(matches!(parse(text), Err(HeadError::Length(_))));
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(h.framing, ResponseFraming::Length(5));
+    }
+
+    #[test]
+    fn partial_heads_wait_and_huge_or_broken_ones_fail() {
+        assert!(matches!(parse("HTTP/1.1 200 OK\r\nContent-Le"), Ok(None)));
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(parse(&huge).err(), Some(HeadError::TooLarge));
+        assert!(matches!(
+            parse("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"),
+            Err(HeadError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse("HTTP/1.1 2000 OK\r\n\r\n"),
+            Err(HeadError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse("SSH-2.0-OpenSSH\r\n\r\n"),
+            Err(HeadError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn many_fields_are_read_up_to_the_limit() {
+        let fields = |n: usize| {
+            (0..n)
+                .map(|i| format!("x-{i}: {i}\r\n"))
+                .collect::<String>()
+        };
+        let h = head(&format!(
+            "HTTP/1.1 200 OK\r\n{}Content-Length: 0\r\n\r\n",
+            fields(200)
+        ));
+        assert_eq!(h.headers.len(), 201);
+        let too_many = format!("HTTP/1.1 200 OK\r\n{}\r\n", fields(MAX_FIELDS + 1));
+        assert_eq!(
+            parse(&too_many).err(),
+            Some(HeadError::Syntax(httparse::Error::TooManyHeaders))
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! gangway's own HTTP/1.1 client towards plain-HTTP targets.
+//!
+//! A request is written and its response read by the task that serves the
+//! client, on a connection taken from a per-target idle list: no channel,
+//! no second task, no hashing of URIs. A general-purpose client (hyper's,
+//! which gangway keeps for HTTP/2 and TLS towards targets) pays for those
+//! on every request; here they were two fifths of the instructions spent
+//! per proxied request (see bench/README.md).
+
+mod body;
+mod chunked;
+mod conn;
+mod head;
+
+pub(crate) use body::OriginBody;
+
+use crate::body::{BodyError, RequestBody};
+use crate::handler::declared_length;
+use body::{Pump, PumpError};
+use bytes::{Buf, Bytes};
+use conn::Conn;
+use gangway_model::Timeouts;
+use head::{RequestFraming, ResponseHead};
+use http::header;
+use http::{Request, Response, StatusCode};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{ready, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Why an exchange with a target failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum H1Error {
+    /// No connection: nothing was sent, so the request may go elsewhere.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("connect: no connection within {0:?}")]
+    ConnectTimeout(Duration),
+    /// The request was (at least partly) sent; then the exchange broke.
+    #[error("{0}")]
+    Exchange(String),
+    /// The client's request body failed; not the target's fault.
+    #[error("the client's request body failed: {0}")]
+    ClientBody(BodyError),
+}
+
+impl H1Error {
+    pub(crate) fn is_connect(&self) -> bool {
+        matches!(self, H1Error::Connect(_) | H1Error::ConnectTimeout(_))
+    }
+}
+
+/// A connection switched to another protocol after a 101.
+#[derive(Debug)]
+pub(crate) struct Upgraded {
+    pub io: TcpStream,
+    /// Bytes the target sent right after its head.
+    pub read_ahead: Bytes,
+}
+
+/// An idle connection and when it stops being usable.
+#[derive(Debug)]
+struct Idle {
+    conn: Conn,
+    expires: Instant,
+}
+
+/// Idle keep-alive connections by target, newest last.
+#[derive(Debug, Default)]
+pub(crate) struct H1Client {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    reaper_started: AtomicBool,
+}
+
+/// Where a connection goes when its response is done.
+#[derive(Debug)]
+pub(crate) struct Checkin {
+    client: Weak<H1Client>,
+    idle_for: Duration,
+    max_idle: usize,
+}
+
+impl Checkin {
+    pub(crate) fn put(self, mut conn: Conn) {
+        let Some(client) = self.client.upgrade() else {
+            return;
+        };
+        if self.max_idle == 0 {
+            return;
+        }
+        conn.reused = true;
+        let now = Instant::now();
+        let mut idle = client.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.entry(conn.addr).or_default();
+        if list.len() >= self.max_idle {
+            list.remove(0);
+        }
+        list.push(Idle {
+            conn,
+            expires: now + self.idle_for,
+        });
+    }
+}
+
+impl H1Client {
+    /// Sends `req` to `addr` and returns the response once its head has
+    /// arrived; the body is read as the caller polls it.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        timeouts: &Timeouts,
+        req: Request<RequestBody>,
+    ) -> Result<Response<OriginBody>, H1Error> {
+        self.start_reaper(timeouts.idle);
+        let (parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let (framing, replay) = match body {
+            RequestBody::Replay(bytes) => {
+                let bytes = bytes.unwrap_or_default();
+                let framing =
+                    if bytes.is_empty() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+                        RequestFraming::None
+                    } else {
+                        RequestFraming::Length(bytes.len() as u64)
+                    };
+                (framing, Ok(bytes))
+            }
+            RequestBody::Stream(body) => match declared_length(&parts.headers) {
+                Some(n) => (RequestFraming::Length(n), Err(RequestBody::Stream(body))),
+                None => (RequestFraming::Chunked, Err(RequestBody::Stream(body))),
+            },
+        };
+        let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
+        head::encode_request(&mut head, &parts.method, target, &parts.headers, framing);
+        let checkin = || Checkin {
+            client: Arc::downgrade(self),
+            idle_for: timeouts.idle,
+            max_idle: timeouts.max_idle_per_target,
+        };
+        match replay {
+            Ok(bytes) => {
+                head.extend_from_slice(&bytes);
+                let head = Bytes::from(head);
+                // A reused connection may have been closed by the target
+                // just as it was taken: if it broke before any byte of a
+                // response came back, the request goes once more on a new
+                // connection (what it carried can be sent again).
+                let conn = self.checkout(addr);
+                let reused = conn.is_some();
+                let conn = match conn {
+                    Some(conn) => conn,
+                    None => connect(addr, timeouts.connect).await?,
+                };
+                match exchange(conn, head.clone(), None, &parts.method).await {
+                    Ok((head, conn, pump)) => Ok(respond(head, conn, pump, checkin())),
+                    Err(Failure {
+                        answered: false, ..
+                    }) if reused => {
+                        let conn = connect(addr, timeouts.connect).await?;
+                        let (head, conn, pump) = exchange(conn, head, None, &parts.method)
+                            .await
+                            .map_err(|f| f.error)?;
+                        Ok(respond(head, conn, pump, checkin()))
+                    }
+                    Err(failure) => Err(failure.error),
+                }
+            }
+            Err(body) => {
+                let conn = match self.checkout(addr) {
+                    Some(conn) => conn,
+                    None => connect(addr, timeouts.connect).await?,
+                };
+                let pump = Box::new(Pump::new(body, framing == RequestFraming::Chunked));
+                let (head, conn, pump) =
+                    exchange(conn, Bytes::from(head), Some(pump), &parts.method)
+                        .await
+                        .map_err(|f| f.error)?;
+                Ok(respond(head, conn, pump, checkin()))
+            }
+        }
+    }
+
+    /// The newest idle connection to `addr` that is still open.
+    fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(&addr)?;
+        while let Some(entry) = list.pop() {
+            if entry.expires > now && entry.conn.still_open() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Closes idle connections whose time is up or whose target closed
+    /// them, so none lingers after traffic stops.
+    fn start_reaper(self: &Arc<Self>, idle_for: Duration) {
+        if self.reaper_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let every = (idle_for / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let client = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(client) = client.upgrade() else {
+                    return;
+                };
+                let now = Instant::now();
+                let mut idle = client.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                idle.retain(|_, list| {
+                    list.retain(|e| e.expires > now && e.conn.still_open());
+                    !list.is_empty()
+                });
+            }
+        });
+    }
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, H1Error> {
+    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => return Err(H1Error::Connect(e)),
+        Err(_) => return Err(H1Error::ConnectTimeout(timeout)),
+    };
+    // Heads and small bodies go out at once.
+    io.set_nodelay(true).map_err(H1Error::Connect)?;
+    Ok(Conn::new(io, addr))
+}
+
+/// A failed exchange, and whether any of a response had arrived.
+struct Failure {
+    error: H1Error,
+    answered: bool,
+}
+
+/// Writes the head (and a kept body), then reads the response head while
+/// the rest of a streamed body is sent. 1xx responses other than 101 are
+/// skipped (`100 Continue` was already given to the client by gangway).
+async fn exchange(
+    mut conn: Conn,
+    head: Bytes,
+    mut pump: Option<Box<Pump>>,
+    method: &http::Method,
+) -> Result<(ResponseHead, Conn, Option<Box<Pump>>), Failure> {
+    let mut pieces = VecDeque::from([head]);
+    std::future::poll_fn(|cx| conn.poll_write_all(cx, &mut pieces))
+        .await
+        .map_err(|e| broke(e, false))?;
+    let mut pump_done = pump.is_none();
+    let mut write_failed = false;
+    let head = std::future::poll_fn(|cx| {
+        if let Some(p) = pump.as_mut().filter(|_| !pump_done) {
+            match p.poll(cx, &mut conn) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => pump_done = true,
+                Poll::Ready(Err(PumpError::Client(e))) => {
+                    return Poll::Ready(Err(Failure {
+                        error: H1Error::ClientBody(e),
+                        answered: false,
+                    }))
+                }
+                // The target may have answered early and closed; its
+                // response, if any, is still read.
+                Poll::Ready(Err(PumpError::Write(error))) => {
+                    tracing::debug!(upstream = %conn.addr, %error, "the target stopped reading the request body");
+                    pump_done = true;
+                    write_failed = true;
+                }
+            }
+        }
+        poll_head(&mut conn, cx, method)
+    })
+    .await;
+    let mut head = head?;
+    if write_failed {
+        // Part of the request body never reached the target.
+        head.keep_alive = false;
+        pump = None;
+    }
+    Ok((head, conn, pump))
+}
+
+/// Reads until a final response head (not 1xx, except 101) is complete.
+fn poll_head(
+    conn: &mut Conn,
+    cx: &mut std::task::Context<'_>,
+    method: &http::Method,
+) -> Poll<Result<ResponseHead, Failure>> {
+    loop {
+        if !conn.buf.is_empty() {
+            match head::parse_response(&conn.buf, method) {
+                Ok(Some(head)) => {
+                    conn.buf.advance(head.len);
+                    let interim = head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS;
+                    if !interim {
+                        return Poll::Ready(Ok(head));
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Poll::Ready(Err(Failure {
+                        error: H1Error::Exchange(e.to_string()),
+                        answered: true,
+                    }))
+                }
+            }
+        }
+        let answered = !conn.buf.is_empty();
+        match ready!(conn.poll_fill(cx)) {
+            Ok(0) => {
+                return Poll::Ready(Err(Failure {
+                    error: H1Error::Exchange(if answered {
+                        "the target closed the connection inside its response head".into()
+                    } else {
+                        "the target closed the connection without a response".into()
+                    }),
+                    answered,
+                }))
+            }
+            Ok(_) => {}
+            Err(e) => return Poll::Ready(Err(broke(e, answered))),
+        }
+    }
+}
+
+fn broke(e: std::io::Error, answered: bool) -> Failure {
+    Failure {
+        error: H1Error::Exchange(format!("connection to the target broke: {e}")),
+        answered,
+    }
+}
+
+fn respond(
+    head: ResponseHead,
+    conn: Conn,
+    pump: Option<Box<Pump>>,
+    checkin: Checkin,
+) -> Response<OriginBody> {
+    let body = if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        OriginBody::switched(conn)
+    } else {
+        OriginBody::new(conn, head.framing, pump, head.keep_alive, checkin)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.version_mut() = head.version;
+    *response.headers_mut() = head.headers;
+    response
+}
