@@ -383,11 +383,16 @@ impl Proxy {
                 // A streamed body is gone after one attempt.
                 (None, None) => break,
             };
-            let uri = Uri::builder()
-                .scheme(scheme.clone())
-                .authority(target.authority.clone())
-                .path_and_query(path.clone())
-                .build();
+            // gangway's own client sends the origin form; hyper's wants
+            // the absolute URI to pick a connection.
+            let uri = match client {
+                None => Ok(Uri::from(path.clone())),
+                Some(_) => Uri::builder()
+                    .scheme(scheme.clone())
+                    .authority(target.authority.clone())
+                    .path_and_query(path.clone())
+                    .build(),
+            };
             let Ok(uri) = uri else {
                 return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET);
             };
