@@ -107,12 +107,15 @@ impl Checkin {
 
 impl H1Client {
     /// Sends `req` to `addr` and returns the response once its head has
-    /// arrived; the body is read as the caller polls it.
+    /// arrived; the body is read as the caller polls it. `may_resend`: the
+    /// pool's retry policy allows sending this request again after it has
+    /// reached the target.
     pub(crate) async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
         timeouts: &Timeouts,
         req: Request<RequestBody>,
+        may_resend: bool,
     ) -> Result<Response<OriginBody>, H1Error> {
         self.start_reaper(timeouts.idle);
         let (parts, body) = req.into_parts();
@@ -147,7 +150,11 @@ impl H1Client {
                 // A reused connection may have been closed by the target
                 // just as it was taken: if it broke before any byte of a
                 // response came back, the request goes once more on a new
-                // connection (what it carried can be sent again).
+                // connection (what it carried can be sent again). Only
+                // where the pool's retry policy allows it: the request was
+                // written, and the target may have acted on it before it
+                // closed, so a POST must not be sent twice (RFC 9112
+                // §9.3.1.1; `retry = "idempotent"` by default).
                 let conn = self.checkout(addr);
                 let reused = conn.is_some();
                 let conn = match conn {
@@ -158,7 +165,7 @@ impl H1Client {
                     Ok((head, conn, pump)) => Ok(respond(head, conn, pump, checkin())),
                     Err(Failure {
                         answered: false, ..
-                    }) if reused => {
+                    }) if reused && may_resend => {
                         let conn = connect(addr, timeouts.connect).await?;
                         let (head, conn, pump) = exchange(conn, head, None, &parts.method)
                             .await
