@@ -136,6 +136,8 @@ impl H1Client {
                 None => (RequestFraming::Chunked, Err(RequestBody::Stream(body))),
             },
         };
+        // Whether the request asks the target to switch protocols.
+        let upgrade = parts.headers.contains_key(header::UPGRADE);
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
         head::encode_request(&mut head, &parts.method, target, &parts.headers, framing);
         let checkin = || Checkin {
@@ -161,13 +163,13 @@ impl H1Client {
                     Some(conn) => conn,
                     None => connect(addr, timeouts.connect).await?,
                 };
-                match exchange(conn, head.clone(), None, &parts.method).await {
+                match exchange(conn, head.clone(), None, &parts.method, upgrade).await {
                     Ok((head, conn, pump)) => Ok(respond(head, conn, pump, checkin())),
                     Err(Failure {
                         answered: false, ..
                     }) if reused && may_resend => {
                         let conn = connect(addr, timeouts.connect).await?;
-                        let (head, conn, pump) = exchange(conn, head, None, &parts.method)
+                        let (head, conn, pump) = exchange(conn, head, None, &parts.method, upgrade)
                             .await
                             .map_err(|f| f.error)?;
                         Ok(respond(head, conn, pump, checkin()))
@@ -182,7 +184,7 @@ impl H1Client {
                 };
                 let pump = Box::new(Pump::new(body, framing == RequestFraming::Chunked));
                 let (head, conn, pump) =
-                    exchange(conn, Bytes::from(head), Some(pump), &parts.method)
+                    exchange(conn, Bytes::from(head), Some(pump), &parts.method, upgrade)
                         .await
                         .map_err(|f| f.error)?;
                 Ok(respond(head, conn, pump, checkin()))
@@ -249,11 +251,13 @@ struct Failure {
 /// Writes the head (and a kept body), then reads the response head while
 /// the rest of a streamed body is sent. 1xx responses other than 101 are
 /// skipped (`100 Continue` was already given to the client by gangway).
+/// `upgrade`: the request asked to switch protocols.
 async fn exchange(
     mut conn: Conn,
     head: Bytes,
     mut pump: Option<Box<Pump>>,
     method: &http::Method,
+    upgrade: bool,
 ) -> Result<(ResponseHead, Conn, Option<Box<Pump>>), Failure> {
     let mut pieces = VecDeque::from([head]);
     std::future::poll_fn(|cx| conn.poll_write_all(cx, &mut pieces))
@@ -285,6 +289,18 @@ async fn exchange(
     })
     .await;
     let mut head = head?;
+    // A 101 answers only a request that asked to switch (RFC 9110
+    // §15.2.2). Passed on to a client that did not ask, it would leave the
+    // client's connection switched to nothing (and without `Upgrade`,
+    // which is hop-by-hop): a broken response like any other.
+    if head.status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+        return Err(Failure {
+            error: H1Error::Exchange(
+                "the target switched protocols, but the request did not ask it to".into(),
+            ),
+            answered: true,
+        });
+    }
     if write_failed {
         // Part of the request body never reached the target.
         head.keep_alive = false;
