@@ -417,12 +417,15 @@ impl Proxy {
                 wait = wait.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             }
             let result = match &client {
-                None => tokio::time::timeout(wait, self.h1.send(target.addr, timeouts, request))
-                    .await
-                    .map(|r| {
-                        r.map(|r| r.map(UpstreamBody::Own))
-                            .map_err(|e| (e.is_connect(), e.to_string()))
-                    }),
+                None => tokio::time::timeout(
+                    wait,
+                    self.h1.send(target.addr, timeouts, request, may_resend),
+                )
+                .await
+                .map(|r| {
+                    r.map(|r| r.map(UpstreamBody::Own))
+                        .map_err(|e| (e.is_connect(), e.to_string()))
+                }),
                 Some(client) => tokio::time::timeout(wait, client.request(request))
                     .await
                     .map(|r| {

@@ -107,12 +107,15 @@ impl Checkin {
 
 impl H1Client {
     /// Sends `req` to `addr` and returns the response once its head has
-    /// arrived; the body is read as the caller polls it.
+    /// arrived; the body is read as the caller polls it. `may_resend`: the
+    /// pool's retry policy allows sending this request again after it has
+    /// reached the target.
     pub(crate) async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
         timeouts: &Timeouts,
         req: Request<RequestBody>,
+        may_resend: bool,
     ) -> Result<Response<OriginBody>, H1Error> {
         self.start_reaper(timeouts.idle);
         let (parts, body) = req.into_parts();
@@ -133,6 +136,8 @@ impl H1Client {
                 None => (RequestFraming::Chunked, Err(RequestBody::Stream(body))),
             },
         };
+        // Whether the request asks the target to switch protocols.
+        let upgrade = parts.headers.contains_key(header::UPGRADE);
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
         head::encode_request(&mut head, &parts.method, target, &parts.headers, framing);
         let checkin = || Checkin {
@@ -147,20 +152,24 @@ impl H1Client {
                 // A reused connection may have been closed by the target
                 // just as it was taken: if it broke before any byte of a
                 // response came back, the request goes once more on a new
-                // connection (what it carried can be sent again).
+                // connection (what it carried can be sent again). Only
+                // where the pool's retry policy allows it: the request was
+                // written, and the target may have acted on it before it
+                // closed, so a POST must not be sent twice (RFC 9112
+                // §9.3.1.1; `retry = "idempotent"` by default).
                 let conn = self.checkout(addr);
                 let reused = conn.is_some();
                 let conn = match conn {
                     Some(conn) => conn,
                     None => connect(addr, timeouts.connect).await?,
                 };
-                match exchange(conn, head.clone(), None, &parts.method).await {
+                match exchange(conn, head.clone(), None, &parts.method, upgrade).await {
                     Ok((head, conn, pump)) => Ok(respond(head, conn, pump, checkin())),
                     Err(Failure {
                         answered: false, ..
-                    }) if reused => {
+                    }) if reused && may_resend => {
                         let conn = connect(addr, timeouts.connect).await?;
-                        let (head, conn, pump) = exchange(conn, head, None, &parts.method)
+                        let (head, conn, pump) = exchange(conn, head, None, &parts.method, upgrade)
                             .await
                             .map_err(|f| f.error)?;
                         Ok(respond(head, conn, pump, checkin()))
@@ -175,7 +184,7 @@ impl H1Client {
                 };
                 let pump = Box::new(Pump::new(body, framing == RequestFraming::Chunked));
                 let (head, conn, pump) =
-                    exchange(conn, Bytes::from(head), Some(pump), &parts.method)
+                    exchange(conn, Bytes::from(head), Some(pump), &parts.method, upgrade)
                         .await
                         .map_err(|f| f.error)?;
                 Ok(respond(head, conn, pump, checkin()))
@@ -242,11 +251,13 @@ struct Failure {
 /// Writes the head (and a kept body), then reads the response head while
 /// the rest of a streamed body is sent. 1xx responses other than 101 are
 /// skipped (`100 Continue` was already given to the client by gangway).
+/// `upgrade`: the request asked to switch protocols.
 async fn exchange(
     mut conn: Conn,
     head: Bytes,
     mut pump: Option<Box<Pump>>,
     method: &http::Method,
+    upgrade: bool,
 ) -> Result<(ResponseHead, Conn, Option<Box<Pump>>), Failure> {
     let mut pieces = VecDeque::from([head]);
     std::future::poll_fn(|cx| conn.poll_write_all(cx, &mut pieces))
@@ -278,6 +289,18 @@ async fn exchange(
     })
     .await;
     let mut head = head?;
+    // A 101 answers only a request that asked to switch (RFC 9110
+    // §15.2.2). Passed on to a client that did not ask, it would leave the
+    // client's connection switched to nothing (and without `Upgrade`,
+    // which is hop-by-hop): a broken response like any other.
+    if head.status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+        return Err(Failure {
+            error: H1Error::Exchange(
+                "the target switched protocols, but the request did not ask it to".into(),
+            ),
+            answered: true,
+        });
+    }
     if write_failed {
         // Part of the request body never reached the target.
         head.keep_alive = false;
