@@ -151,7 +151,9 @@ fn parse_with<'b>(
         _ => Version::HTTP_11,
     };
     let mut headers = HeaderMap::with_capacity(response.headers.len());
-    let mut close = version == Version::HTTP_10;
+    // `close` wins over `keep-alive`, whichever comes first (RFC 9112
+    // §9.3); `keep-alive` only matters to an HTTP/1.0 response.
+    let (mut saw_close, mut saw_keep_alive) = (false, false);
     let mut chunked = None;
     let mut length: Option<u64> = None;
     for field in response.headers.iter() {
@@ -163,9 +165,9 @@ fn parse_with<'b>(
             for token in value.as_bytes().split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    close = false;
+                    saw_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    saw_keep_alive = true;
                 }
             }
         } else if name == header::TRANSFER_ENCODING {
@@ -188,6 +190,7 @@ fn parse_with<'b>(
         }
         headers.append(name, value);
     }
+    let mut close = saw_close || (version == Version::HTTP_10 && !saw_keep_alive);
     let framing = if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -344,6 +347,20 @@ mod tests {
         assert_eq!((h.version, h.keep_alive), (Version::HTTP_10, false));
         let h = head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
         assert!(h.keep_alive);
+        // Found writing the h1_response fuzz target: a `keep-alive` after
+        // `close` kept an HTTP/1.0 connection open.
+        for fields in [
+            "Connection: close, keep-alive\r\n",
+            "Connection: close\r\nConnection: keep-alive\r\n",
+            "Connection: keep-alive, close\r\n",
+        ] {
+            for version in ["1.0", "1.1"] {
+                let h = head(&format!(
+                    "HTTP/{version} 200 OK\r\n{fields}Content-Length: 0\r\n\r\n"
+                ));
+                assert!(!h.keep_alive, "HTTP/{version} {fields:?}");
+            }
+        }
     }
 
     #[test]
