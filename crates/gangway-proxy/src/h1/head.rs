@@ -12,7 +12,7 @@ const MAX_FIELDS: usize = 256;
 /// a head with more is parsed again with room for `MAX_FIELDS`.
 const USUAL_FIELDS: usize = 32;
 /// The largest response head gangway reads (status line and fields).
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 
 /// How a request body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 /// How a response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ResponseFraming {
+pub enum ResponseFraming {
     /// No body: a response to HEAD, a 204 or a 304.
     Empty,
     /// Exactly this many bytes.
@@ -88,7 +88,7 @@ pub(crate) enum ResponseFraming {
 
 /// A parsed response head.
 #[derive(Debug)]
-pub(crate) struct ResponseHead {
+pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
@@ -102,7 +102,7 @@ pub(crate) struct ResponseHead {
 /// Why a response head is unusable. Each is the target's fault: the
 /// request gets a 502 and the connection is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum HeadError {
+pub enum HeadError {
     #[error("the response head is not valid HTTP/1.1: {0}")]
     Syntax(httparse::Error),
     #[error("the response head is larger than {MAX_HEAD} bytes")]
@@ -115,10 +115,7 @@ pub(crate) enum HeadError {
 
 /// Parses a response head from the start of `buf`: `Ok(None)` when more
 /// bytes are needed.
-pub(crate) fn parse_response(
-    buf: &[u8],
-    method: &Method,
-) -> Result<Option<ResponseHead>, HeadError> {
+pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead>, HeadError> {
     match parse_with(buf, method, &mut [httparse::EMPTY_HEADER; USUAL_FIELDS]) {
         Err(HeadError::Syntax(httparse::Error::TooManyHeaders)) => {
             parse_with(buf, method, &mut vec![httparse::EMPTY_HEADER; MAX_FIELDS])
