@@ -30,6 +30,10 @@ pub use statistics::statistics_json;
 /// Internals reached by the fuzz targets in `fuzz/`; not API.
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::h1::chunked::{
+        chunk_start, last_chunk, Chunk, ChunkError, ChunkedDecoder, CHUNK_END,
+    };
+    pub use crate::h1::head::{parse_response, HeadError, ResponseFraming, ResponseHead, MAX_HEAD};
     pub use crate::handler::expand_template;
     pub use crate::static_files::{parse_range, safe_relative_path, RangeSpec};
 }

@@ -947,8 +947,9 @@ fn request_on_a_connection_closed_under_it() {
 /// RFC 9112 §9.6: `Connection: close` in a response means the backend
 /// closes after it, so gangway does not send another request on that
 /// connection, even when the backend leaves it open; neither on an
-/// HTTP/1.0 response without `keep-alive` (RFC 9112 §9.3). The client's
-/// own connection stays open (the field is hop-by-hop).
+/// HTTP/1.0 response without `keep-alive`, nor with both `close` and
+/// `keep-alive` (`close` wins, RFC 9112 §9.3). The client's own
+/// connection stays open (the field is hop-by-hop).
 #[test]
 fn connection_close_means_a_new_connection() {
     let backend = Backend::start(|peer| {
@@ -960,6 +961,9 @@ fn connection_close_means_a_new_connection() {
                 b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nclose"
             }
             "GET /old HTTP/1.1" => b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold",
+            "GET /both HTTP/1.1" => {
+                b"HTTP/1.0 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 4\r\n\r\nboth"
+            }
             _ => OK,
         };
         if peer.send(answer) {
@@ -977,10 +981,13 @@ fn connection_close_means_a_new_connection() {
     let reply = c.exchange(&get("/old"), false);
     assert_eq!((reply.status, reply.body_text()), (200, "old".into()));
     assert!(backend.wait_closed(1), "gangway kept connection 1 open");
+    let reply = c.exchange(&get("/both"), false);
+    assert_eq!((reply.status, reply.body_text()), (200, "both".into()));
+    assert!(backend.wait_closed(2), "gangway kept connection 2 open");
     let reply = c.exchange(&get("/next"), false);
     assert_eq!((reply.status, reply.body_text()), (200, "ok".into()));
     let conns: Vec<usize> = backend.requests().iter().map(|r| r.conn).collect();
-    assert_eq!(conns, [0, 1, 2]);
+    assert_eq!(conns, [0, 1, 2, 3]);
 }
 
 /// RFC 9112 §11.2 (response splitting) and §6.3: bytes a backend sends

@@ -13,7 +13,7 @@ const MAX_TRAILER_FIELDS: usize = 64;
 
 /// What the decoder found next.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Chunk {
+pub enum Chunk {
     Data(Bytes),
     /// The trailer section, which ends the body.
     Trailers(HeaderMap),
@@ -23,7 +23,7 @@ pub(crate) enum Chunk {
 
 /// Why a chunked body is broken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ChunkError {
+pub enum ChunkError {
     #[error("invalid chunk size line")]
     SizeLine,
     #[error("chunk size too large")]
@@ -45,24 +45,29 @@ enum State {
 
 /// Decodes a chunked body from the front of a buffer, as bytes arrive.
 #[derive(Debug)]
-pub(crate) struct ChunkedDecoder {
+pub struct ChunkedDecoder {
     state: State,
 }
 
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder::new()
+    }
+}
+
 impl ChunkedDecoder {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         ChunkedDecoder { state: State::Size }
     }
 
     /// Whether the whole body has been decoded.
-    #[cfg(test)]
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
     /// Takes the next piece from the front of `buf`: `Ok(None)` when more
     /// bytes are needed. Data is split off `buf` without copying.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ChunkError> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ChunkError> {
         loop {
             match self.state {
                 State::Size => {
@@ -168,17 +173,17 @@ fn parse_size_line(line: &[u8]) -> Result<u64, ChunkError> {
 }
 
 /// The line that starts a chunk of `len` bytes.
-pub(crate) fn chunk_start(len: usize) -> Bytes {
+pub fn chunk_start(len: usize) -> Bytes {
     let mut line = BytesMut::with_capacity(18);
     line.put_slice(format!("{len:x}\r\n").as_bytes());
     line.freeze()
 }
 
 /// The CRLF that ends a chunk's data.
-pub(crate) const CHUNK_END: &[u8] = b"\r\n";
+pub const CHUNK_END: &[u8] = b"\r\n";
 
 /// The last chunk with the trailer section (possibly empty).
-pub(crate) fn last_chunk(trailers: Option<&HeaderMap>) -> Bytes {
+pub fn last_chunk(trailers: Option<&HeaderMap>) -> Bytes {
     let mut out = BytesMut::from(&b"0\r\n"[..]);
     for (name, value) in trailers.into_iter().flatten() {
         out.put_slice(name.as_str().as_bytes());

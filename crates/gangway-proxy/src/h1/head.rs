@@ -12,7 +12,7 @@ const MAX_FIELDS: usize = 256;
 /// a head with more is parsed again with room for `MAX_FIELDS`.
 const USUAL_FIELDS: usize = 32;
 /// The largest response head gangway reads (status line and fields).
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 
 /// How a request body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 /// How a response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ResponseFraming {
+pub enum ResponseFraming {
     /// No body: a response to HEAD, a 204 or a 304.
     Empty,
     /// Exactly this many bytes.
@@ -88,7 +88,7 @@ pub(crate) enum ResponseFraming {
 
 /// A parsed response head.
 #[derive(Debug)]
-pub(crate) struct ResponseHead {
+pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
@@ -102,7 +102,7 @@ pub(crate) struct ResponseHead {
 /// Why a response head is unusable. Each is the target's fault: the
 /// request gets a 502 and the connection is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum HeadError {
+pub enum HeadError {
     #[error("the response head is not valid HTTP/1.1: {0}")]
     Syntax(httparse::Error),
     #[error("the response head is larger than {MAX_HEAD} bytes")]
@@ -115,10 +115,7 @@ pub(crate) enum HeadError {
 
 /// Parses a response head from the start of `buf`: `Ok(None)` when more
 /// bytes are needed.
-pub(crate) fn parse_response(
-    buf: &[u8],
-    method: &Method,
-) -> Result<Option<ResponseHead>, HeadError> {
+pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead>, HeadError> {
     match parse_with(buf, method, &mut [httparse::EMPTY_HEADER; USUAL_FIELDS]) {
         Err(HeadError::Syntax(httparse::Error::TooManyHeaders)) => {
             parse_with(buf, method, &mut vec![httparse::EMPTY_HEADER; MAX_FIELDS])
@@ -151,7 +148,9 @@ fn parse_with<'b>(
         _ => Version::HTTP_11,
     };
     let mut headers = HeaderMap::with_capacity(response.headers.len());
-    let mut close = version == Version::HTTP_10;
+    // `close` wins over `keep-alive`, whichever comes first (RFC 9112
+    // §9.3); `keep-alive` only matters to an HTTP/1.0 response.
+    let (mut saw_close, mut saw_keep_alive) = (false, false);
     let mut chunked = None;
     let mut length: Option<u64> = None;
     for field in response.headers.iter() {
@@ -163,9 +162,9 @@ fn parse_with<'b>(
             for token in value.as_bytes().split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    close = false;
+                    saw_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    saw_keep_alive = true;
                 }
             }
         } else if name == header::TRANSFER_ENCODING {
@@ -188,6 +187,7 @@ fn parse_with<'b>(
         }
         headers.append(name, value);
     }
+    let mut close = saw_close || (version == Version::HTTP_10 && !saw_keep_alive);
     let framing = if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -344,6 +344,20 @@ mod tests {
         assert_eq!((h.version, h.keep_alive), (Version::HTTP_10, false));
         let h = head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
         assert!(h.keep_alive);
+        // Found writing the h1_response fuzz target: a `keep-alive` after
+        // `close` kept an HTTP/1.0 connection open.
+        for fields in [
+            "Connection: close, keep-alive\r\n",
+            "Connection: close\r\nConnection: keep-alive\r\n",
+            "Connection: keep-alive, close\r\n",
+        ] {
+            for version in ["1.0", "1.1"] {
+                let h = head(&format!(
+                    "HTTP/{version} 200 OK\r\n{fields}Content-Length: 0\r\n\r\n"
+                ));
+                assert!(!h.keep_alive, "HTTP/{version} {fields:?}");
+            }
+        }
     }
 
     #[test]

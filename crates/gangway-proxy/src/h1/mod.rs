@@ -8,9 +8,10 @@
 //! per proxied request (see bench/README.md).
 
 mod body;
-mod chunked;
+// Reached by the fuzz targets too (`crate::fuzzing`).
+pub(crate) mod chunked;
 mod conn;
-mod head;
+pub(crate) mod head;
 
 pub(crate) use body::OriginBody;
 
