@@ -42,6 +42,11 @@ impl Pump {
         }
     }
 
+    /// Whether the whole body has been written.
+    fn is_done(&self) -> bool {
+        self.ended && self.pending.is_empty()
+    }
+
     /// Moves the body to the target until it is all written.
     pub(crate) fn poll(
         &mut self,
@@ -168,10 +173,7 @@ impl OriginBody {
     /// The body is complete: the connection is reused if it can be.
     fn finish(&mut self) {
         self.framing = Framing::Done;
-        let pump_done = self
-            .pump
-            .as_ref()
-            .is_none_or(|p| p.ended && p.pending.is_empty());
+        let pump_done = self.pump.as_ref().is_none_or(|p| p.is_done());
         let (Some(conn), Some(checkin)) = (self.conn.take(), self.checkin.take()) else {
             return;
         };
@@ -205,11 +207,7 @@ impl Body for OriginBody {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            if let Some(pump) = this
-                .pump
-                .as_mut()
-                .filter(|p| !(p.ended && p.pending.is_empty()))
-            {
+            if let Some(pump) = this.pump.as_mut().filter(|p| !p.is_done()) {
                 match pump.poll(cx, conn) {
                     Poll::Ready(Ok(())) | Poll::Pending => {}
                     Poll::Ready(Err(PumpError::Client(e))) => return this.fail(e),

@@ -209,7 +209,11 @@ impl H1Client {
     /// Closes idle connections whose time is up or whose target closed
     /// them, so none lingers after traffic stops.
     fn start_reaper(self: &Arc<Self>, idle_for: Duration) {
-        if self.reaper_started.swap(true, Ordering::Relaxed) {
+        // A plain load first: this runs on every request, and a swap
+        // would write the shared flag each time.
+        if self.reaper_started.load(Ordering::Relaxed)
+            || self.reaper_started.swap(true, Ordering::Relaxed)
+        {
             return;
         }
         let every = (idle_for / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
