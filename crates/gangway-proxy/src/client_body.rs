@@ -5,6 +5,7 @@
 //! (400, 408, 413) and never counted against the backend.
 
 use crate::body::BodyError;
+use crate::h1::server::H1RequestBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -80,10 +81,53 @@ impl FaultCell {
     }
 }
 
+/// A request body as the server that read the head hands it over.
+#[derive(Debug)]
+pub enum IncomingBody {
+    /// From hyper's server (TLS and HTTP/2 listeners).
+    Hyper(Incoming),
+    /// From gangway's own HTTP/1.1 server.
+    H1(H1RequestBody),
+    /// No body.
+    Empty,
+}
+
+impl Body for IncomingBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            IncomingBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            IncomingBody::H1(body) => Pin::new(body).poll_frame(cx),
+            IncomingBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            IncomingBody::Hyper(body) => body.is_end_stream(),
+            IncomingBody::H1(body) => body.is_end_stream(),
+            IncomingBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            IncomingBody::Hyper(body) => body.size_hint(),
+            IncomingBody::H1(body) => body.size_hint(),
+            IncomingBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// The client's body, with the size limit and the pause timeout enforced.
 #[derive(Debug)]
 pub(crate) struct ClientBody {
-    inner: Incoming,
+    inner: IncomingBody,
     idle: Duration,
     /// Started the first time the body has nothing to give, so that
     /// requests without a body never touch the timer wheel.
@@ -96,7 +140,7 @@ pub(crate) struct ClientBody {
 
 impl ClientBody {
     pub(crate) fn new(
-        inner: Incoming,
+        inner: IncomingBody,
         idle: Duration,
         max_size: Option<u64>,
         fault: Arc<FaultCell>,

@@ -3,8 +3,9 @@
 //! back), redirect, serve files, or answer directly.
 
 use crate::body::{AccessRecord, BodyError, RequestBody, ResponseBody, UpstreamBody};
-use crate::client_body::{BodyFault, ClientBody, FaultCell};
+use crate::client_body::{BodyFault, ClientBody, FaultCell, IncomingBody};
 use crate::forwarded::add_forwarded;
+use crate::h1::server::PendingUpgrade;
 use crate::h1::H1Client;
 use crate::headers::{
     prepare_request, remove_hop_by_hop, ClientInfo, TrustedProxies, X_REQUEST_ID,
@@ -28,7 +29,7 @@ use http::Method;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,9 +114,9 @@ impl Proxy {
     }
 
     /// Handles one request from a client.
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<IncomingBody>,
         conn: &Connection,
     ) -> Response<ResponseBody> {
         let start = Instant::now();
@@ -169,7 +170,7 @@ impl Proxy {
 
     async fn route(
         &self,
-        req: Request<Incoming>,
+        req: Request<IncomingBody>,
         conn: &Connection,
         host: HeaderValue,
         request_id: &HeaderValue,
@@ -247,7 +248,7 @@ impl Proxy {
     async fn forward(
         &self,
         (mut req, conn, host, request_id): (
-            Request<Incoming>,
+            Request<IncomingBody>,
             &Connection,
             HeaderValue,
             &HeaderValue,
@@ -271,7 +272,7 @@ impl Proxy {
         // An HTTP/1.1 `Upgrade` (WebSocket and the like): the headers that
         // ask for it are hop-by-hop, so they are carried over explicitly, and
         // after a 101 the two connections are joined byte for byte.
-        let upgrade = upgrade_protocol(&req).map(|p| (p, hyper::upgrade::on(&mut req)));
+        let upgrade = upgrade_protocol(&req).map(|p| (p, ClientUpgrade::of(&mut req)));
         let wants_trailers = accepts_trailers(req.headers());
         let (mut parts, body) = req.into_parts();
         let path = match route
@@ -676,42 +677,68 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
 /// Joins the client's and the backend's connections after a 101, until
 /// either side closes. No idle timeout: WebSockets may stay quiet for long.
 async fn join_upgraded(
-    on_client: hyper::upgrade::OnUpgrade,
+    on_client: ClientUpgrade,
     on_backend: BackendUpgrade,
     upstream: std::net::SocketAddr,
 ) {
-    let mut client = match on_client.await {
-        Ok(client) => hyper_util::rt::TokioIo::new(client),
+    let sides = async {
+        let client: (Box<dyn TunnelIo>, Bytes) = match on_client {
+            ClientUpgrade::Hyper(on) => (Box::new(TokioIo::new(on.await?)), Bytes::new()),
+            ClientUpgrade::Own(on) => {
+                let own = on
+                    .await
+                    .map_err(|_| "the client connection was not handed over")?;
+                (Box::new(own.io), own.read_ahead)
+            }
+        };
+        let backend: (Box<dyn TunnelIo>, Bytes) = match on_backend {
+            BackendUpgrade::Hyper(on) => (Box::new(TokioIo::new(on.await?)), Bytes::new()),
+            BackendUpgrade::Own(own) => (Box::new(own.io), own.read_ahead),
+        };
+        Ok::<_, BodyError>((client, backend))
+    };
+    let ((mut client, client_ahead), (mut backend, backend_ahead)) = match sides.await {
+        Ok(sides) => sides,
         Err(error) => {
             tracing::debug!(%upstream, %error, "upgrade did not complete");
             return;
         }
     };
-    let joined = match on_backend {
-        BackendUpgrade::Own(backend) => {
-            // What the target sent right after its 101 goes first.
-            let mut io = backend.io;
-            match client.write_all(&backend.read_ahead).await {
-                Ok(()) => tokio::io::copy_bidirectional(&mut client, &mut io).await,
-                Err(e) => Err(e),
-            }
-        }
-        BackendUpgrade::Hyper(on_backend) => match on_backend.await {
-            Ok(backend) => {
-                let mut backend = hyper_util::rt::TokioIo::new(backend);
-                tokio::io::copy_bidirectional(&mut client, &mut backend).await
-            }
-            Err(error) => {
-                tracing::debug!(%upstream, %error, "upgrade did not complete");
-                return;
-            }
-        },
+    // What either side sent right after the switch goes first.
+    let joined = async {
+        backend.write_all(&client_ahead).await?;
+        client.write_all(&backend_ahead).await?;
+        tokio::io::copy_bidirectional(&mut client, &mut backend).await
     };
-    match joined {
+    match joined.await {
         Ok((up, down)) => {
             tracing::debug!(%upstream, bytes_to_backend = up, bytes_to_client = down, "upgraded connection closed")
         }
         Err(error) => tracing::debug!(%upstream, %error, "upgraded connection broken"),
+    }
+}
+
+/// Either side of a tunnel: a TCP stream or a connection hyper let go.
+trait TunnelIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> TunnelIo for T {}
+
+/// The client's side of a switched connection.
+enum ClientUpgrade {
+    Hyper(hyper::upgrade::OnUpgrade),
+    /// From gangway's own HTTP/1.1 server, once it has written the 101.
+    Own(tokio::sync::oneshot::Receiver<crate::h1::Upgraded>),
+}
+
+impl ClientUpgrade {
+    fn of(req: &mut Request<IncomingBody>) -> Self {
+        match req
+            .extensions_mut()
+            .remove::<PendingUpgrade>()
+            .and_then(|pending| pending.take())
+        {
+            Some(own) => ClientUpgrade::Own(own),
+            None => ClientUpgrade::Hyper(hyper::upgrade::on(req)),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Accepting client connections and serving HTTP/1.1 and HTTP/2 on them,
 //! in plain text or over TLS.
 
+use crate::client_body::IncomingBody;
+use crate::h1::server::serve_connection;
 use crate::handler::{Connection, Proxy};
 use crate::headers::ClientInfo;
 use hyper::service::service_fn;
@@ -20,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head (request line and headers), both protocols.
-const MAX_HEADER_BYTES: usize = 64 * 1024;
+const MAX_HEADER_BYTES: usize = crate::h1::server::MAX_HEAD;
 /// HTTP/2 streams one client connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 250;
 /// HTTP/2 streams reset by the client but not yet seen by gangway.
@@ -73,22 +75,12 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         // "rapid reset" attack, CVE-2023-44487).
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS);
     let builder = Arc::new(builder);
-    // A plain listener without h2c speaks HTTP/1.1 only. (The auto
-    // builder's `http1_only` is not honoured with upgrades, so this is
-    // hyper's own HTTP/1 server, with the same limits; its connections are
-    // counted by `http1_alive` for the shutdown grace period, since
-    // `GracefulShutdown` cannot watch them.)
+    // A plain listener without h2c speaks HTTP/1.1 only, on gangway's
+    // own server (h1::server). Its connections are counted by
+    // `http1_alive` for the shutdown grace period, since
+    // `GracefulShutdown` cannot watch them.
     let http1_alive = Arc::new(());
-    let http1_only = (listener.tls.is_none() && !listener.h2c).then(|| {
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(proxy.settings.header_timeout)
-            .keep_alive(true)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .max_header_size(MAX_HEADER_BYTES);
-        Arc::new(http1)
-    });
+    let http1_only = listener.tls.is_none() && !listener.h2c;
     let max_connections = proxy.settings.max_connections;
     let mut last_limit_warning: Option<std::time::Instant> = None;
     let graceful = GracefulShutdown::new();
@@ -123,6 +115,16 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             local_port,
             trusted: proxy.trusts(ip),
         });
+        if http1_only {
+            let proxy = Arc::clone(&proxy);
+            let stop = shutdown.clone();
+            let alive = Arc::clone(&http1_alive);
+            tokio::spawn(async move {
+                serve_connection(proxy, conn, stream, stop).await;
+                drop((open, alive));
+            });
+            continue;
+        }
         let proxy = Arc::clone(&proxy);
         let conn = Arc::new(conn);
         let service = service_fn(move |req| {
@@ -132,31 +134,14 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             // connection for its whole life, and the request path's future
             // is large. A box costs one allocation per request and leaves
             // an idle keep-alive connection a pointer instead.
-            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) })
+            Box::pin(async move {
+                Ok::<_, Infallible>(proxy.handle(req.map(IncomingBody::Hyper), &conn).await)
+            })
         });
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
-        match (listener.tls.clone(), &http1_only) {
-            (None, Some(http1)) => {
-                let served = http1
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                let mut stop = shutdown.clone();
-                let alive = Arc::clone(&http1_alive);
-                tokio::spawn(async move {
-                    let mut served = std::pin::pin!(served);
-                    let ended = tokio::select! {
-                        ended = served.as_mut() => ended,
-                        _ = stop.changed() => {
-                            served.as_mut().graceful_shutdown();
-                            served.await
-                        }
-                    };
-                    log_connection_end(ended.map_err(Into::into), ip);
-                    drop((open, alive));
-                });
-            }
-            (None, None) => {
+        match listener.tls.clone() {
+            None => {
                 let served = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
@@ -166,7 +151,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
                     drop(open);
                 });
             }
-            (Some(acceptor), _) => {
+            Some(acceptor) => {
                 tokio::spawn(async move {
                     let Some(tls) = handshake(&acceptor, stream, peer).await else {
                         return;

@@ -47,20 +47,12 @@ impl Conn {
             self.buf.reserve(self.next_read);
         }
         let spare = self.buf.capacity() - self.buf.len();
-        loop {
-            ready!(self.io.poll_read_ready(cx))?;
-            match self.io.try_read_buf(&mut self.buf) {
-                Ok(n) => {
-                    self.drained = n < spare;
-                    if n == spare && self.next_read < MAX_READ {
-                        self.next_read *= 2;
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        let n = ready!(poll_read_into(&self.io, &mut self.buf, cx))?;
+        self.drained = n < spare;
+        if n == spare && self.next_read < MAX_READ {
+            self.next_read *= 2;
         }
+        Poll::Ready(Ok(n))
     }
 
     /// Writes out `pieces`, front first, several per system call.
@@ -69,29 +61,7 @@ impl Conn {
         cx: &mut Context<'_>,
         pieces: &mut VecDeque<Bytes>,
     ) -> Poll<io::Result<()>> {
-        while !pieces.is_empty() {
-            ready!(self.io.poll_write_ready(cx))?;
-            let slices: Vec<IoSlice<'_>> = pieces.iter().take(8).map(|p| IoSlice::new(p)).collect();
-            match self.io.try_write_vectored(&slices) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(mut n) => {
-                    while n > 0 {
-                        let Some(front) = pieces.front_mut() else {
-                            break;
-                        };
-                        let take = n.min(front.len());
-                        front.advance(take);
-                        n -= take;
-                        if front.is_empty() {
-                            pieces.pop_front();
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        Poll::Ready(Ok(()))
+        poll_write_pieces(&self.io, cx, pieces)
     }
 
     /// Whether an idle connection can take a request: nothing arrived
@@ -121,4 +91,56 @@ impl Conn {
             Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
         });
     }
+}
+
+/// Reads what the socket has into the spare room of `buf` (the caller
+/// makes room): `Ok(0)` is the end of the stream.
+pub(crate) fn poll_read_into(
+    io: &TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(io.poll_read_ready(cx))?;
+        match io.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            read => return Poll::Ready(read),
+        }
+    }
+}
+
+/// Writes out `pieces`, front first, up to eight per system call.
+pub(crate) fn poll_write_pieces(
+    io: &TcpStream,
+    cx: &mut Context<'_>,
+    pieces: &mut VecDeque<Bytes>,
+) -> Poll<io::Result<()>> {
+    while !pieces.is_empty() {
+        ready!(io.poll_write_ready(cx))?;
+        let mut slices = [IoSlice::new(&[]); 8];
+        let mut count = 0;
+        for (slice, piece) in slices.iter_mut().zip(pieces.iter()) {
+            *slice = IoSlice::new(piece);
+            count += 1;
+        }
+        match io.try_write_vectored(&slices[..count]) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(mut n) => {
+                while n > 0 {
+                    let Some(front) = pieces.front_mut() else {
+                        break;
+                    };
+                    let take = n.min(front.len());
+                    front.advance(take);
+                    n -= take;
+                    if front.is_empty() {
+                        pieces.pop_front();
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    Poll::Ready(Ok(()))
 }

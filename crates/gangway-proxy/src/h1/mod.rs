@@ -1,4 +1,5 @@
-//! gangway's own HTTP/1.1 client towards plain-HTTP targets.
+//! gangway's own HTTP/1.1: the client towards plain-HTTP targets (here)
+//! and the server for plain listeners (`server`).
 //!
 //! A request is written and its response read by the task that serves the
 //! client, on a connection taken from a per-target idle list: no channel,
@@ -12,6 +13,7 @@ mod body;
 pub(crate) mod chunked;
 mod conn;
 pub(crate) mod head;
+pub(crate) mod server;
 
 pub(crate) use body::OriginBody;
 

@@ -1,0 +1,277 @@
+//! gangway's own HTTP/1.1 server for plain listeners: one task per client
+//! connection reads a request head, hands the request to the handler,
+//! writes the response and waits for the next request.
+//!
+//! Why not hyper's server (which gangway keeps for TLS and HTTP/2): an
+//! idle keep-alive connection here holds no buffer at all (hyper keeps
+//! its 8 KiB read buffer and connection state for every client), and a
+//! request costs one parse straight into the `http` types with the field
+//! values pointing into the bytes read (see bench/README.md for what that
+//! saved).
+
+mod body;
+mod request;
+mod response;
+
+pub(crate) use body::H1RequestBody;
+pub(crate) use request::MAX_HEAD;
+
+use crate::client_body::IncomingBody;
+use crate::h1::conn::{poll_read_into, poll_write_pieces};
+use crate::h1::Upgraded;
+use crate::handler::{Connection, Proxy};
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request};
+use request::{parse_request, BodyFraming, Refusal, RequestHead};
+use response::{encode_head, refusal, write_response, Answering};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch, Notify};
+
+/// Room made for a request head at a time; it grows up to the 64 KiB limit.
+const HEAD_READ: usize = 4 * 1024;
+/// How long a closing connection reads (and drops) what the client still
+/// sends, so that the kernel does not reset the connection under the
+/// response the client has not read yet (RFC 9112 §9.6).
+const LINGER: Duration = Duration::from_secs(2);
+/// The most bytes read while lingering.
+const LINGER_BYTES: usize = 1024 * 1024;
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The client's side of a connection switched by a `101`, for the
+/// handler that joins it with the target's side. (In a request's
+/// extensions, which must be `Clone`; it is taken once.)
+#[derive(Debug, Clone)]
+pub(crate) struct PendingUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
+
+impl PendingUpgrade {
+    pub(crate) fn take(&self) -> Option<oneshot::Receiver<Upgraded>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// What waiting for a request head gave. (Returned once per request and
+/// matched at once: boxing the head would cost an allocation for nothing.)
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(RequestHead),
+    Refused(Refusal),
+    /// The client closed the connection (or broke it) between requests.
+    Closed,
+    /// The header timeout passed; `true` if part of a head had arrived.
+    TimedOut(bool),
+    /// gangway is shutting down and the connection was idle.
+    Stopping,
+}
+
+/// Serves requests on one client connection until either side closes it.
+pub(crate) async fn serve_connection(
+    proxy: Arc<Proxy>,
+    conn: Connection,
+    stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+) {
+    let io = Arc::new(stream);
+    let client = conn.client.ip;
+    let mut buf = BytesMut::new();
+    let mut stopping = false;
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = read_head(&io, &mut buf) => next,
+            _ = tokio::time::sleep(proxy.settings.header_timeout) => Next::TimedOut(!buf.is_empty()),
+            _ = stop.changed(), if !stopping && buf.is_empty() => Next::Stopping,
+        };
+        let head = match next {
+            Next::Head(head) => head,
+            Next::Refused(Refusal { status, reason }) => {
+                tracing::info!(target: "access", %client, status = status.as_u16(), reason, "request refused");
+                let mut answer = VecDeque::from([refusal(status, reason)]);
+                if poll_fn(|cx| poll_write_pieces(&io, cx, &mut answer))
+                    .await
+                    .is_ok()
+                {
+                    linger(&io).await;
+                }
+                return;
+            }
+            Next::TimedOut(true) => {
+                tracing::info!(
+                    target: "access",
+                    %client,
+                    reason = "no complete request head within the header timeout (GANGWAY_HEADER_TIMEOUT)",
+                    "connection closed"
+                );
+                return;
+            }
+            Next::Closed | Next::TimedOut(false) | Next::Stopping => return,
+        };
+        stopping |= *stop.borrow();
+        let mut keep_alive = head.keep_alive && !stopping;
+        let answering = Answering {
+            head: head.method == Method::HEAD,
+            version: head.version,
+        };
+        let (req, returned, continue_asked, upgrade) = into_request(head, &io, &mut buf);
+
+        let handling = Box::pin(proxy.handle(req, &conn));
+        let response = match continue_asked {
+            None => handling.await,
+            Some(asked) => {
+                let mut handling = handling;
+                let mut continued = false;
+                loop {
+                    tokio::select! {
+                        biased;
+                        response = &mut handling => break response,
+                        _ = asked.notified(), if !continued => {
+                            continued = true;
+                            let mut line = VecDeque::from([Bytes::from_static(CONTINUE)]);
+                            if poll_fn(|cx| poll_write_pieces(&io, cx, &mut line)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+
+        let (mut parts, mut body) = response.into_parts();
+        let mut head = BytesMut::with_capacity(256);
+        let delimit = encode_head(&mut head, &mut parts, &body, answering, &mut keep_alive);
+        let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        drop(parts);
+        let written = write_response(&io, head.freeze(), delimit, &mut body).await;
+        drop(body);
+        if !matches!(written, Ok(true)) {
+            return;
+        }
+        if switching {
+            // The handler only answers 101 to a request that asked for it.
+            if let (Some(upgrade), Ok(io)) = (upgrade, Arc::try_unwrap(io)) {
+                let _ = upgrade.send(Upgraded {
+                    io,
+                    read_ahead: buf.freeze(),
+                });
+            }
+            return;
+        }
+        if let Some(mut returned) = returned {
+            match returned.try_recv() {
+                Ok(rest) => buf = rest,
+                // Dropped before its end: what is left of it is unread.
+                Err(oneshot::error::TryRecvError::Closed) => return linger(&io).await,
+                // Still held (by a target's connection): it reads on.
+                Err(oneshot::error::TryRecvError::Empty) => return,
+            }
+        }
+        if !keep_alive {
+            return linger(&io).await;
+        }
+        if buf.is_empty() {
+            // An idle connection keeps no buffer.
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// The request for the handler, with its body reading from the
+/// connection; and what the connection keeps to follow it: the channel
+/// the body's unread bytes come back on, the signal for `100 Continue`,
+/// and where to send the connection if it switches protocols.
+#[allow(clippy::type_complexity)]
+fn into_request(
+    head: RequestHead,
+    io: &Arc<TcpStream>,
+    buf: &mut BytesMut,
+) -> (
+    Request<IncomingBody>,
+    Option<oneshot::Receiver<BytesMut>>,
+    Option<Arc<Notify>>,
+    Option<oneshot::Sender<Upgraded>>,
+) {
+    let length = match head.framing {
+        BodyFraming::None => None,
+        BodyFraming::Length(n) => Some(Some(n)),
+        BodyFraming::Chunked => Some(None),
+    };
+    let mut continue_asked = None;
+    let (body, returned) = match length {
+        None => (IncomingBody::Empty, None),
+        Some(length) => {
+            let (back, returned) = oneshot::channel();
+            continue_asked = head.expects_continue.then(|| Arc::new(Notify::new()));
+            let body = H1RequestBody::new(
+                Arc::clone(io),
+                std::mem::take(buf),
+                length,
+                continue_asked.clone(),
+                back,
+            );
+            (IncomingBody::H1(body), Some(returned))
+        }
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method;
+    *req.uri_mut() = head.uri;
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers;
+    let upgrade = head.wants_upgrade.then(|| {
+        let (send, receive) = oneshot::channel();
+        req.extensions_mut()
+            .insert(PendingUpgrade(Arc::new(Mutex::new(Some(receive)))));
+        send
+    });
+    (req, returned, continue_asked, upgrade)
+}
+
+/// Reads until a whole request head is in `buf`.
+async fn read_head(io: &TcpStream, buf: &mut BytesMut) -> Next {
+    // A pipelined request may be there already.
+    let mut parse = !buf.is_empty();
+    poll_fn(|cx| loop {
+        if parse {
+            match parse_request(buf) {
+                Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
+                Ok(None) => {}
+                Err(refused) => return Poll::Ready(Next::Refused(refused)),
+            }
+        }
+        if buf.capacity() - buf.len() < HEAD_READ / 4 {
+            buf.reserve(HEAD_READ);
+        }
+        let before = buf.len();
+        match ready!(poll_read_into(io, buf, cx)) {
+            Ok(0) | Err(_) => return Poll::Ready(Next::Closed),
+            // A head cannot end before its next line feed: a client
+            // trickling bytes does not make gangway parse the head again
+            // for each one.
+            Ok(_) => parse = buf[before..].contains(&b'\n'),
+        }
+    })
+    .await
+}
+
+/// Closes the connection gracefully: no more writes, then reads and drops
+/// what the client still sends for a while, so that the response it has
+/// not read yet is not lost to a reset.
+async fn linger(io: &TcpStream) {
+    let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while read < LINGER_BYTES && io.readable().await.is_ok() {
+            let mut sink = [0u8; 2048];
+            match io.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(n) => read += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
