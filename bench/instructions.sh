@@ -12,7 +12,8 @@
 # both) is not.
 #
 # Options (environment): INSTR_REQUESTS (N, default 10000),
-# INSTR_PEERS (default "gangway nginx").
+# INSTR_PEERS (default "gangway nginx"), INSTR_KEEP (a directory to copy
+# the callgrind profiles to, for callgrind_annotate).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -128,5 +129,8 @@ for peer in "${PEERS[@]}"; do
     [[ -n ${PER[nginx]:-} ]] && ratio=$(awk -v a="${PER[$peer]}" -v b="${PER[nginx]}" 'BEGIN {printf "%.2f", a / b}')
     printf '| %s | %d | %s |\n' "$peer" "${PER[$peer]}" "$ratio" >>"$WORK/table"
 done
+if [[ -n ${INSTR_KEEP:-} ]]; then
+    mkdir -p "$INSTR_KEEP" && cp "$WORK"/callgrind.* "$INSTR_KEEP"/
+fi
 echo "user-space instructions per request (callgrind, h2load --h1 -c64, $N requests; commit $(git -C "$ROOT" rev-parse --short HEAD))"
 cat "$WORK/table"

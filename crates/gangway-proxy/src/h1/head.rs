@@ -147,7 +147,9 @@ fn parse_with<'b>(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    // With room for what gangway adds on the way back (`Via`,
+    // `X-Request-Id`, route header operations), so that the map never grows.
+    let mut headers = HeaderMap::with_capacity(response.headers.len() + 6);
     // `close` wins over `keep-alive`, whichever comes first (RFC 9112
     // §9.3); `keep-alive` only matters to an HTTP/1.0 response.
     let (mut saw_close, mut saw_keep_alive) = (false, false);

@@ -140,6 +140,9 @@ pub(crate) async fn serve_connection(
             }
         };
 
+        // A stop that came while the request was handled: the response
+        // says that the connection closes after it (RFC 9112 §9.6).
+        keep_alive &= !*stop.borrow();
         let (mut parts, mut body) = response.into_parts();
         let mut head = BytesMut::with_capacity(256);
         let delimit = encode_head(&mut head, &mut parts, &body, answering, &mut keep_alive);
