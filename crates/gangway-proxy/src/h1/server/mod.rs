@@ -95,7 +95,7 @@ pub(crate) async fn serve_connection(
                     .await
                     .is_ok()
                 {
-                    linger(&io).await;
+                    Box::pin(linger(&io)).await;
                 }
                 return;
             }
@@ -111,48 +111,26 @@ pub(crate) async fn serve_connection(
             Next::Closed | Next::TimedOut(false) | Next::Stopping => return,
         };
         stopping |= *stop.borrow();
-        let mut keep_alive = head.keep_alive && !stopping;
+        let keep_alive = head.keep_alive && !stopping;
         let answering = Answering {
             head: head.method == Method::HEAD,
             version: head.version,
         };
         let (req, returned, continue_asked, upgrade) = into_request(head, &io, &mut buf);
 
-        let handling = Box::pin(proxy.handle(req, &conn));
-        let response = match continue_asked {
-            None => handling.await,
-            Some(asked) => {
-                let mut handling = handling;
-                let mut continued = false;
-                loop {
-                    tokio::select! {
-                        biased;
-                        response = &mut handling => break response,
-                        _ = asked.notified(), if !continued => {
-                            continued = true;
-                            let mut line = VecDeque::from([Bytes::from_static(CONTINUE)]);
-                            if poll_fn(|cx| poll_write_pieces(&io, cx, &mut line)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        };
-
-        // A stop that came while the request was handled: the response
-        // says that the connection closes after it (RFC 9112 §9.6).
-        keep_alive &= !*stop.borrow();
-        let (mut parts, mut body) = response.into_parts();
-        let mut head = BytesMut::with_capacity(256);
-        let delimit = encode_head(&mut head, &mut parts, &body, answering, &mut keep_alive);
-        let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
-        drop(parts);
-        let written = write_response(&io, head.freeze(), delimit, &mut body).await;
-        drop(body);
-        if !matches!(written, Ok(true)) {
+        // Boxed: what answering takes (the handler's future, the response
+        // being written) is large, and a connection waiting for its next
+        // request should not keep room for it.
+        let answered = Box::pin(answer(
+            (&proxy, &conn, &io, &stop),
+            req,
+            continue_asked,
+            answering,
+            keep_alive,
+        ));
+        let Some((switching, keep_alive)) = answered.await else {
             return;
-        }
+        };
         if switching {
             // The handler only answers 101 to a request that asked for it.
             if let (Some(upgrade), Ok(io)) = (upgrade, Arc::try_unwrap(io)) {
@@ -167,19 +145,61 @@ pub(crate) async fn serve_connection(
             match returned.try_recv() {
                 Ok(rest) => buf = rest,
                 // Dropped before its end: what is left of it is unread.
-                Err(oneshot::error::TryRecvError::Closed) => return linger(&io).await,
+                Err(oneshot::error::TryRecvError::Closed) => return Box::pin(linger(&io)).await,
                 // Still held (by a target's connection): it reads on.
                 Err(oneshot::error::TryRecvError::Empty) => return,
             }
         }
         if !keep_alive {
-            return linger(&io).await;
+            return Box::pin(linger(&io)).await;
         }
         if buf.is_empty() {
             // An idle connection keeps no buffer.
             buf = BytesMut::new();
         }
     }
+}
+
+/// Has the handler answer `req` and writes the response: `None` if it
+/// did not go out whole; else whether it switched protocols and whether
+/// the connection may carry another request (`keep_alive`: whether the
+/// client wants it to).
+async fn answer(
+    (proxy, conn, io, stop): (&Proxy, &Connection, &TcpStream, &watch::Receiver<bool>),
+    req: Request<IncomingBody>,
+    continue_asked: Option<Arc<Notify>>,
+    answering: Answering,
+    keep_alive: bool,
+) -> Option<(bool, bool)> {
+    let handling = proxy.handle(req, conn);
+    let response = match continue_asked {
+        None => handling.await,
+        Some(asked) => {
+            let mut handling = std::pin::pin!(handling);
+            let mut continued = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    response = &mut handling => break response,
+                    _ = asked.notified(), if !continued => {
+                        continued = true;
+                        let mut line = VecDeque::from([Bytes::from_static(CONTINUE)]);
+                        poll_fn(|cx| poll_write_pieces(io, cx, &mut line)).await.ok()?;
+                    }
+                }
+            }
+        }
+    };
+    // A stop that came while the request was handled: the response says
+    // that the connection closes after it (RFC 9112 §9.6).
+    let mut keep_alive = keep_alive && !*stop.borrow();
+    let (mut parts, mut body) = response.into_parts();
+    let mut head = BytesMut::with_capacity(256);
+    let delimit = encode_head(&mut head, &mut parts, &body, answering, &mut keep_alive);
+    let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    drop(parts);
+    let whole = write_response(io, head.freeze(), delimit, &mut body).await;
+    matches!(whole, Ok(true)).then_some((switching, keep_alive))
 }
 
 /// The request for the handler, with its body reading from the
@@ -248,7 +268,13 @@ async fn read_head(io: &TcpStream, buf: &mut BytesMut) -> Next {
             buf.reserve(HEAD_READ);
         }
         let before = buf.len();
-        match ready!(poll_read_into(io, buf, cx)) {
+        let read = poll_read_into(io, buf, cx);
+        if read.is_pending() && buf.is_empty() {
+            // Nothing yet (the socket's readiness was left from the last
+            // request): a connection waiting for a request holds no buffer.
+            *buf = BytesMut::new();
+        }
+        match ready!(read) {
             Ok(0) | Err(_) => return Poll::Ready(Next::Closed),
             // A head cannot end before its next line feed: a client
             // trickling bytes does not make gangway parse the head again
