@@ -69,94 +69,104 @@ enum Next {
 }
 
 /// Serves requests on one client connection until either side closes it.
-pub(crate) async fn serve_connection(
+///
+/// (A function returning an `async move` block rather than an `async fn`:
+/// the block uses what it captures in place, where an `async fn` would
+/// keep a second copy of its arguments in every idle connection.)
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn serve_connection(
     proxy: Arc<Proxy>,
     conn: Connection,
     stream: TcpStream,
     mut stop: watch::Receiver<bool>,
-) {
-    let io = Arc::new(stream);
-    let client = conn.client.ip;
-    let mut buf = BytesMut::new();
-    let mut stopping = false;
-    loop {
-        let next = tokio::select! {
-            biased;
-            next = read_head(&io, &mut buf) => next,
-            _ = tokio::time::sleep(proxy.settings.header_timeout) => Next::TimedOut(!buf.is_empty()),
-            _ = stop.changed(), if !stopping && buf.is_empty() => Next::Stopping,
-        };
-        let head = match next {
-            Next::Head(head) => head,
-            Next::Refused(Refusal { status, reason }) => {
-                tracing::info!(target: "access", %client, status = status.as_u16(), reason, "request refused");
-                let mut answer = VecDeque::from([refusal(status, reason)]);
-                if poll_fn(|cx| poll_write_pieces(&io, cx, &mut answer))
-                    .await
-                    .is_ok()
-                {
-                    Box::pin(linger(&io)).await;
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let io = Arc::new(stream);
+        let mut buf = BytesMut::new();
+        let mut stopping = false;
+        loop {
+            // In a block, so that the waiting's result is gone (not kept
+            // in the connection's state) while the request is answered.
+            let head = {
+                let next = tokio::select! {
+                    biased;
+                    next = read_head(&io, &mut buf) => next,
+                    _ = tokio::time::sleep(proxy.settings.header_timeout) => Next::TimedOut(!buf.is_empty()),
+                    _ = stop.changed(), if !stopping && buf.is_empty() => Next::Stopping,
+                };
+                match next {
+                    Next::Head(head) => head,
+                    // Boxed, as is all the rest that is not waiting for a
+                    // request, so that an idle connection keeps no room for it.
+                    other => return Box::pin(end(other, &io, conn.client.ip)).await,
+                }
+            };
+            stopping |= *stop.borrow();
+            let (req, returned, continue_asked, upgrade, answering, keep_alive) =
+                into_request(head, &io, &mut buf, stopping);
+            let answered = Box::pin(answer(
+                (&proxy, &conn, &io, &stop),
+                req,
+                continue_asked,
+                answering,
+                keep_alive,
+            ));
+            let Some((switching, keep_alive)) = answered.await else {
+                return;
+            };
+            if switching {
+                // The handler only answers 101 to a request that asked for it.
+                if let (Some(upgrade), Ok(io)) = (upgrade, Arc::try_unwrap(io)) {
+                    let _ = upgrade.send(Upgraded {
+                        io,
+                        read_ahead: buf.freeze(),
+                    });
                 }
                 return;
             }
-            Next::TimedOut(true) => {
-                tracing::info!(
-                    target: "access",
-                    %client,
-                    reason = "no complete request head within the header timeout (GANGWAY_HEADER_TIMEOUT)",
-                    "connection closed"
-                );
-                return;
+            if let Some(mut returned) = returned {
+                match returned.try_recv() {
+                    Ok(rest) => buf = rest,
+                    // Dropped before its end: what is left of it is unread.
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        return Box::pin(linger(&io)).await
+                    }
+                    // Still held (by a target's connection): it reads on.
+                    Err(oneshot::error::TryRecvError::Empty) => return,
+                }
             }
-            Next::Closed | Next::TimedOut(false) | Next::Stopping => return,
-        };
-        stopping |= *stop.borrow();
-        let keep_alive = head.keep_alive && !stopping;
-        let answering = Answering {
-            head: head.method == Method::HEAD,
-            version: head.version,
-        };
-        let (req, returned, continue_asked, upgrade) = into_request(head, &io, &mut buf);
+            if !keep_alive {
+                return Box::pin(linger(&io)).await;
+            }
+            if buf.is_empty() {
+                // An idle connection keeps no buffer.
+                buf = BytesMut::new();
+            }
+        }
+    }
+}
 
-        // Boxed: what answering takes (the handler's future, the response
-        // being written) is large, and a connection waiting for its next
-        // request should not keep room for it.
-        let answered = Box::pin(answer(
-            (&proxy, &conn, &io, &stop),
-            req,
-            continue_asked,
-            answering,
-            keep_alive,
-        ));
-        let Some((switching, keep_alive)) = answered.await else {
-            return;
-        };
-        if switching {
-            // The handler only answers 101 to a request that asked for it.
-            if let (Some(upgrade), Ok(io)) = (upgrade, Arc::try_unwrap(io)) {
-                let _ = upgrade.send(Upgraded {
-                    io,
-                    read_ahead: buf.freeze(),
-                });
-            }
-            return;
-        }
-        if let Some(mut returned) = returned {
-            match returned.try_recv() {
-                Ok(rest) => buf = rest,
-                // Dropped before its end: what is left of it is unread.
-                Err(oneshot::error::TryRecvError::Closed) => return Box::pin(linger(&io)).await,
-                // Still held (by a target's connection): it reads on.
-                Err(oneshot::error::TryRecvError::Empty) => return,
+/// Ends a connection on which no request head came: answers a head that
+/// cannot be served, and logs what the client did wrong.
+async fn end(next: Next, io: &TcpStream, client: std::net::IpAddr) {
+    match next {
+        Next::Refused(Refusal { status, reason }) => {
+            tracing::info!(target: "access", %client, status = status.as_u16(), reason, "request refused");
+            let mut answer = VecDeque::from([refusal(status, reason)]);
+            if poll_fn(|cx| poll_write_pieces(io, cx, &mut answer))
+                .await
+                .is_ok()
+            {
+                linger(io).await;
             }
         }
-        if !keep_alive {
-            return Box::pin(linger(&io)).await;
-        }
-        if buf.is_empty() {
-            // An idle connection keeps no buffer.
-            buf = BytesMut::new();
-        }
+        Next::TimedOut(true) => tracing::info!(
+            target: "access",
+            %client,
+            reason = "no complete request head within the header timeout (GANGWAY_HEADER_TIMEOUT)",
+            "connection closed"
+        ),
+        Next::Head(_) | Next::Closed | Next::TimedOut(false) | Next::Stopping => {}
     }
 }
 
@@ -205,18 +215,27 @@ async fn answer(
 /// The request for the handler, with its body reading from the
 /// connection; and what the connection keeps to follow it: the channel
 /// the body's unread bytes come back on, the signal for `100 Continue`,
-/// and where to send the connection if it switches protocols.
+/// where to send the connection if it switches protocols, what the
+/// response answers, and whether the connection may stay open.
 #[allow(clippy::type_complexity)]
 fn into_request(
     head: RequestHead,
     io: &Arc<TcpStream>,
     buf: &mut BytesMut,
+    stopping: bool,
 ) -> (
     Request<IncomingBody>,
     Option<oneshot::Receiver<BytesMut>>,
     Option<Arc<Notify>>,
     Option<oneshot::Sender<Upgraded>>,
+    Answering,
+    bool,
 ) {
+    let answering = Answering {
+        head: head.method == Method::HEAD,
+        version: head.version,
+    };
+    let keep_alive = head.keep_alive && !stopping;
     let length = match head.framing {
         BodyFraming::None => None,
         BodyFraming::Length(n) => Some(Some(n)),
@@ -249,7 +268,14 @@ fn into_request(
             .insert(PendingUpgrade(Arc::new(Mutex::new(Some(receive)))));
         send
     });
-    (req, returned, continue_asked, upgrade)
+    (
+        req,
+        returned,
+        continue_asked,
+        upgrade,
+        answering,
+        keep_alive,
+    )
 }
 
 /// Reads until a whole request head is in `buf`.
