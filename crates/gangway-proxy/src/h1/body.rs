@@ -179,7 +179,6 @@ impl OriginBody {
         };
         // Bytes after the body would be a response nobody asked for.
         if self.keep_alive && pump_done && conn.buf.is_empty() {
-            conn.mark_drained();
             checkin.put(conn);
         }
     }

@@ -23,9 +23,6 @@ pub(crate) struct Conn {
     /// Whether the connection carried an earlier request.
     pub reused: bool,
     next_read: usize,
-    /// The last read returned less than it could take: the socket's
-    /// receive queue was empty after it.
-    drained: bool,
 }
 
 impl Conn {
@@ -36,7 +33,6 @@ impl Conn {
             addr,
             reused: false,
             next_read: FIRST_READ,
-            drained: false,
         }
     }
 
@@ -48,7 +44,6 @@ impl Conn {
         }
         let spare = self.buf.capacity() - self.buf.len();
         let n = ready!(poll_read_into(&self.io, &mut self.buf, cx))?;
-        self.drained = n < spare;
         if n == spare && self.next_read < MAX_READ {
             self.next_read *= 2;
         }
@@ -78,23 +73,17 @@ impl Conn {
             Ok(_) => false,
         }
     }
-
-    /// After the last byte of a response: when the last read left the
-    /// socket empty, forgets that it was readable, so that `still_open`
-    /// makes no system call unless something arrives later (a newer
-    /// readiness event is kept: tokio compares the event's tick).
-    pub(crate) fn mark_drained(&self) {
-        if !self.drained {
-            return;
-        }
-        let _ = self.io.try_io(Interest::READABLE, || {
-            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-        });
-    }
 }
 
 /// Reads what the socket has into the spare room of `buf` (the caller
 /// makes room): `Ok(0)` is the end of the stream.
+///
+/// A read that returns less than it could take has emptied the socket's
+/// receive queue; the socket's readiness is then forgotten at once, so
+/// that the next wait for data does not begin with a system call that
+/// finds nothing (and an idle pooled connection's check costs none).
+/// Tokio forgets it only if no newer readiness event came since before
+/// the read, so data that arrives meanwhile is never missed.
 pub(crate) fn poll_read_into(
     io: &TcpStream,
     buf: &mut BytesMut,
@@ -102,9 +91,23 @@ pub(crate) fn poll_read_into(
 ) -> Poll<io::Result<usize>> {
     loop {
         ready!(io.poll_read_ready(cx))?;
-        match io.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            read => return Poll::Ready(read),
+        let spare = buf.capacity() - buf.len();
+        let mut read = None;
+        let _ = io.try_io(Interest::READABLE, || {
+            let result = io.try_read_buf(buf);
+            let drained = matches!(result, Ok(n) if n > 0 && n < spare);
+            read = Some(result);
+            if drained {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        });
+        match read {
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Some(result) => return Poll::Ready(result),
+            // Not ready after all: wait again.
+            None => continue,
         }
     }
 }

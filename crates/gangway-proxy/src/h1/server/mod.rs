@@ -181,11 +181,12 @@ async fn answer(
     answering: Answering,
     keep_alive: bool,
 ) -> Option<(bool, bool)> {
-    let handling = proxy.handle(req, conn);
+    // One pinned future for both ways of waiting (two would each take
+    // room for the whole request path).
+    let mut handling = std::pin::pin!(proxy.handle(req, conn));
     let response = match continue_asked {
-        None => handling.await,
+        None => handling.as_mut().await,
         Some(asked) => {
-            let mut handling = std::pin::pin!(handling);
             let mut continued = false;
             loop {
                 tokio::select! {
@@ -290,14 +291,17 @@ async fn read_head(io: &TcpStream, buf: &mut BytesMut) -> Next {
                 Err(refused) => return Poll::Ready(Next::Refused(refused)),
             }
         }
+        // A connection waiting for a request holds no buffer: room is made
+        // once the socket is readable, and let go if that was stale.
         if buf.capacity() - buf.len() < HEAD_READ / 4 {
+            if ready!(io.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(Next::Closed);
+            }
             buf.reserve(HEAD_READ);
         }
         let before = buf.len();
         let read = poll_read_into(io, buf, cx);
         if read.is_pending() && buf.is_empty() {
-            // Nothing yet (the socket's readiness was left from the last
-            // request): a connection waiting for a request holds no buffer.
             *buf = BytesMut::new();
         }
         match ready!(read) {
