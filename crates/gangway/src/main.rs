@@ -7,6 +7,7 @@ mod admin;
 mod commands;
 mod config_file;
 mod listeners;
+mod log_output;
 mod routing;
 mod settings;
 
@@ -45,22 +46,31 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_SETTING);
         }
     };
-    init_logging(&settings);
-    match run(settings) {
+    let log = match log_output::BatchedStdout::start() {
+        Ok(log) => log,
+        Err(error) => {
+            eprintln!("gangway: cannot start the log writer thread: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&settings, log.clone());
+    let code = match run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "gangway stopped");
             eprintln!("gangway: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    log.flush_now();
+    code
 }
 
-fn init_logging(settings: &Settings) {
+fn init_logging(settings: &Settings, out: log_output::BatchedStdout) {
     let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(&settings.log_level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(out);
     match settings.log_format {
         LogFormat::Json => builder
             .json()
