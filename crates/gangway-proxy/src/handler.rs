@@ -304,7 +304,7 @@ impl Proxy {
         if let Some(host) = forwarded_host {
             add_forwarded(&mut parts.headers, conn.client, &host);
         }
-        // hyper answers `100 Continue` itself when the body is first read;
+        // The server answers `100 Continue` itself when the body is first read;
         // the backend is not asked again (RFC 9110 §10.1.1).
         parts.headers.remove(header::EXPECT);
         if wants_trailers {
@@ -544,7 +544,7 @@ async fn replayable(
     }
 }
 
-/// The body length a request declares (hyper has already refused requests
+/// The body length a request declares (the server has already refused requests
 /// whose `Content-Length` is invalid or conflicting).
 pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
