@@ -17,13 +17,14 @@
 
 mod common;
 
+use common::wire::{decode_chunked, find, lock, Chunked, Fields};
 use common::{write_atomic, GANGWAY, NO_NETWORK, WAIT};
 use gangway_testkit::{wait_until, Gangway, GangwayBuilder, TempDir};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -83,10 +84,6 @@ struct Shared {
     /// stream really closes the socket.
     streams: Mutex<HashMap<usize, TcpStream>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A raw TCP backend on 127.0.0.1 that hands each accepted connection to
@@ -279,8 +276,12 @@ impl Peer {
         if chunked {
             loop {
                 match decode_chunked(&self.buf) {
-                    Ok(Some((body, trailers, used))) => {
-                        (r.body, r.trailers, r.complete) = (body, trailers, true);
+                    Ok(Some(Chunked {
+                        data,
+                        trailers,
+                        used,
+                    })) => {
+                        (r.body, r.trailers, r.complete) = (data, trailers, true);
                         self.buf.drain(..used);
                         break;
                     }
@@ -356,54 +357,6 @@ impl Peer {
 }
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-type Fields = Vec<(String, String)>;
-
-/// Decodes a whole chunked body from the front of `buf`: the data, the
-/// trailer fields (names in lower case) and the bytes used; `Ok(None)`
-/// while it is incomplete.
-fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, Fields, usize)>, String> {
-    let mut at = 0;
-    let mut body = Vec::new();
-    loop {
-        let Some(eol) = find(&buf[at..], b"\r\n") else {
-            return Ok(None);
-        };
-        let line = String::from_utf8_lossy(&buf[at..at + eol]).into_owned();
-        let digits = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(digits, 16)
-            .map_err(|_| format!("invalid chunk size line {line:?}"))?;
-        at += eol + 2;
-        if size == 0 {
-            let mut trailers = Vec::new();
-            loop {
-                let Some(eol) = find(&buf[at..], b"\r\n") else {
-                    return Ok(None);
-                };
-                let field = String::from_utf8_lossy(&buf[at..at + eol]).into_owned();
-                at += eol + 2;
-                if field.is_empty() {
-                    return Ok(Some((body, trailers, at)));
-                }
-                if let Some((n, v)) = field.split_once(':') {
-                    trailers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
-                }
-            }
-        }
-        if buf.len() < at + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&buf[at..at + size]);
-        if &buf[at + size..at + size + 2] != b"\r\n" {
-            return Err("chunk data not followed by CRLF".into());
-        }
-        at += size + 2;
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The client side
@@ -573,8 +526,12 @@ impl Client {
         loop {
             let done = if chunked {
                 match decode_chunked(&self.buf) {
-                    Ok(Some((body, trailers, used))) => {
-                        (reply.body, reply.trailers) = (body, trailers);
+                    Ok(Some(Chunked {
+                        data,
+                        trailers,
+                        used,
+                    })) => {
+                        (reply.body, reply.trailers) = (data, trailers);
                         self.buf.drain(..used);
                         true
                     }

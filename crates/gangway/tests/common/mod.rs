@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod wire;
+
 use gangway_testkit::{
     backend_binary, free_port, wait_until, wait_until_some, ContainerSpec, CurlResult, Gangway,
     GangwayBuilder, Network, TempDir,
