@@ -34,6 +34,9 @@ pub mod fuzzing {
         chunk_start, last_chunk, Chunk, ChunkError, ChunkedDecoder, CHUNK_END,
     };
     pub use crate::h1::head::{parse_response, HeadError, ResponseFraming, ResponseHead, MAX_HEAD};
+    pub use crate::h1::server::request::{
+        parse_request, BodyFraming, Refusal, RequestHead, MAX_HEAD as MAX_REQUEST_HEAD,
+    };
     pub use crate::handler::expand_template;
     pub use crate::static_files::{parse_range, safe_relative_path, RangeSpec};
 }

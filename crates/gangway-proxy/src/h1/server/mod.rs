@@ -10,7 +10,8 @@
 //! saved).
 
 mod body;
-mod request;
+// Reached by the fuzz targets too (`crate::fuzzing`).
+pub(crate) mod request;
 mod response;
 
 pub(crate) use body::H1RequestBody;

@@ -11,13 +11,13 @@ use std::mem::MaybeUninit;
 /// The largest request head (request line and fields): nginx's large
 /// header buffers are 4 x 8 KiB; 64 KiB leaves room and still bounds the
 /// memory one client can hold.
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields in one request (hyper's and Go's bound is 100).
 const MAX_FIELDS: usize = 100;
 
 /// How the request body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyFraming {
+pub enum BodyFraming {
     /// No body.
     None,
     /// `Content-Length: n`, n > 0.
@@ -28,7 +28,7 @@ pub(crate) enum BodyFraming {
 
 /// A parsed and checked request head.
 #[derive(Debug)]
-pub(crate) struct RequestHead {
+pub struct RequestHead {
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
@@ -46,7 +46,7 @@ pub(crate) struct RequestHead {
 /// A request gangway answers with an error and then closes the
 /// connection, since what follows the head cannot be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Refusal {
+pub struct Refusal {
     pub status: StatusCode,
     /// For the log line and the response body.
     pub reason: &'static str,
@@ -121,7 +121,7 @@ struct FieldAt {
 /// Parses the request head at the front of `buf`. `Ok(None)`: it is not
 /// complete yet. On success the head's bytes are taken off `buf`; the
 /// URI and field values point into them without being copied.
-pub(crate) fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refusal> {
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refusal> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut parsed = httparse::Request::new(&mut []);
     let base = buf.as_ptr() as usize;
