@@ -96,6 +96,18 @@ struct Backend {
 }
 
 impl Backend {
+    /// A backend that answers each request, on any connection, with what
+    /// `answer` makes of it, and keeps its connections open.
+    fn answering(answer: impl Fn(&Received) -> Vec<u8> + Send + Sync + 'static) -> Backend {
+        Backend::start(move |peer| {
+            while let Some(r) = peer.request_within(THREAD_LIFETIME) {
+                if !peer.send(&answer(&r)) {
+                    return;
+                }
+            }
+        })
+    }
+
     fn start(script: impl Fn(&mut Peer) + Send + Sync + 'static) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -684,17 +696,13 @@ fn failures(g: &Gangway) -> Vec<serde_json::Value> {
 /// header for a request without a body.
 #[test]
 fn twenty_requests_share_one_backend_connection() {
-    let backend = Backend::start(|peer| {
-        while let Some(r) = peer.request_within(THREAD_LIFETIME) {
-            let body = r.line.clone();
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if !peer.send(answer.as_bytes()) {
-                return;
-            }
-        }
+    let backend = Backend::answering(|r| {
+        let body = r.line.clone();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        answer.into_bytes()
     });
     let dir = TempDir::new();
     let g = gangway_for(&dir, &backend);
@@ -1027,17 +1035,13 @@ fn bytes_after_a_response_are_not_taken_for_the_next_one() {
 /// connection is reused afterwards (the body's end was read exactly).
 #[test]
 fn chunked_response_with_trailers() {
-    let backend = Backend::start(|peer| {
-        while let Some(r) = peer.request_within(THREAD_LIFETIME) {
-            let answer: &[u8] = if r.line.starts_with("GET /chunked") {
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\nX-Checksum: 5d41402a\r\n\r\n"
-            } else {
-                OK
-            };
-            if !peer.send(answer) {
-                return;
-            }
-        }
+    let backend = Backend::answering(|r| {
+        let answer: &[u8] = if r.line.starts_with("GET /chunked") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\nX-Checksum: 5d41402a\r\n\r\n"
+        } else {
+            OK
+        };
+        answer.to_vec()
     });
     let dir = TempDir::new();
     let g = gangway_for(&dir, &backend);
@@ -1140,17 +1144,13 @@ fn length_and_chunked_together_read_as_chunked_and_not_reused() {
 /// serves the next request.
 #[test]
 fn head_response_with_length_has_no_body() {
-    let backend = Backend::start(|peer| {
-        while let Some(r) = peer.request_within(THREAD_LIFETIME) {
-            let answer: &[u8] = if r.line.starts_with("HEAD") {
-                b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Type: text/plain\r\n\r\n"
-            } else {
-                OK
-            };
-            if !peer.send(answer) {
-                return;
-            }
-        }
+    let backend = Backend::answering(|r| {
+        let answer: &[u8] = if r.line.starts_with("HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nContent-Type: text/plain\r\n\r\n"
+        } else {
+            OK
+        };
+        answer.to_vec()
     });
     let dir = TempDir::new();
     let g = gangway_for(&dir, &backend);
@@ -1168,20 +1168,16 @@ fn head_response_with_length_has_no_body() {
 /// the 204 included); the connection then serves the next request.
 #[test]
 fn no_content_and_not_modified_have_no_body() {
-    let backend = Backend::start(|peer| {
-        while let Some(r) = peer.request_within(THREAD_LIFETIME) {
-            let answer: &[u8] = match r.line.split(' ').nth(1) {
-                Some("/204") => b"HTTP/1.1 204 No Content\r\nX-Kind: empty\r\n\r\n",
-                Some("/204-length") => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
-                Some("/304") => {
-                    b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 99\r\n\r\n"
-                }
-                _ => OK,
-            };
-            if !peer.send(answer) {
-                return;
+    let backend = Backend::answering(|r| {
+        let answer: &[u8] = match r.line.split(' ').nth(1) {
+            Some("/204") => b"HTTP/1.1 204 No Content\r\nX-Kind: empty\r\n\r\n",
+            Some("/204-length") => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+            Some("/304") => {
+                b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 99\r\n\r\n"
             }
-        }
+            _ => OK,
+        };
+        answer.to_vec()
     });
     let dir = TempDir::new();
     let g = gangway_for(&dir, &backend);
@@ -1207,17 +1203,13 @@ fn no_content_and_not_modified_have_no_body() {
 /// its body (gangway does not pass interim responses on).
 #[test]
 fn early_hints_are_skipped() {
-    let backend = Backend::start(|peer| {
-        while let Some(r) = peer.request_within(THREAD_LIFETIME) {
-            let answer: &[u8] = if r.line.starts_with("GET /hints") {
-                b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-            } else {
-                OK
-            };
-            if !peer.send(answer) {
-                return;
-            }
-        }
+    let backend = Backend::answering(|r| {
+        let answer: &[u8] = if r.line.starts_with("GET /hints") {
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        } else {
+            OK
+        };
+        answer.to_vec()
     });
     let dir = TempDir::new();
     let g = gangway_for(&dir, &backend);
@@ -1373,17 +1365,13 @@ fn backend_closing_before_the_declared_length_cuts_the_response() {
 /// no `Content-Length`, and with the client's trailer fields.
 #[test]
 fn chunked_upload_of_unknown_length() {
-    let backend = Backend::start(|peer| {
-        while let Some(r) = peer.request_within(THREAD_LIFETIME) {
-            let answer = format!("{} bytes", r.body.len());
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
-                answer.len()
-            );
-            if !peer.send(answer.as_bytes()) {
-                return;
-            }
-        }
+    let backend = Backend::answering(|r| {
+        let answer = format!("{} bytes", r.body.len());
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        answer.into_bytes()
     });
     let dir = TempDir::new();
     let g = gangway_for(&dir, &backend);
@@ -1419,17 +1407,13 @@ fn chunked_upload_of_unknown_length() {
 /// the pool's `replay_limit` (64 KiB, streamed).
 #[test]
 fn upload_with_content_length() {
-    let backend = Backend::start(|peer| {
-        while let Some(r) = peer.request_within(THREAD_LIFETIME) {
-            let answer = format!("{} bytes", r.body.len());
-            let answer = format!(
-                "HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n{answer}",
-                answer.len()
-            );
-            if !peer.send(answer.as_bytes()) {
-                return;
-            }
-        }
+    let backend = Backend::answering(|r| {
+        let answer = format!("{} bytes", r.body.len());
+        let answer = format!(
+            "HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        answer.into_bytes()
     });
     let dir = TempDir::new();
     let g = gangway_for(&dir, &backend);
