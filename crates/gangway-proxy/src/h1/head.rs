@@ -152,7 +152,6 @@ fn parse_with<'b>(
     let mut headers = HeaderMap::with_capacity(response.headers.len() + 6);
     // `close` wins over `keep-alive`, whichever comes first (RFC 9112
     // §9.3); `keep-alive` only matters to an HTTP/1.0 response.
-    let (mut saw_close, mut saw_keep_alive) = (false, false);
     let mut chunked = None;
     let mut length: Option<u64> = None;
     for field in response.headers.iter() {
@@ -160,16 +159,7 @@ fn parse_with<'b>(
             .map_err(|_| HeadError::Field(field.name.to_string()))?;
         let value = HeaderValue::from_bytes(field.value)
             .map_err(|_| HeadError::Field(field.name.to_string()))?;
-        if name == header::CONNECTION {
-            for token in value.as_bytes().split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    saw_close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    saw_keep_alive = true;
-                }
-            }
-        } else if name == header::TRANSFER_ENCODING {
+        if name == header::TRANSFER_ENCODING {
             // Only the final coding counts (RFC 9112 §6.3 point 4).
             let last = value.as_bytes().rsplit(|b| *b == b',').next();
             chunked = Some(last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")));
@@ -189,6 +179,7 @@ fn parse_with<'b>(
         }
         headers.append(name, value);
     }
+    let (saw_close, saw_keep_alive, _) = connection_options(&headers);
     let mut close = saw_close || (version == Version::HTTP_10 && !saw_keep_alive);
     let framing = if *method == Method::HEAD
         || status.is_informational()
@@ -226,14 +217,30 @@ fn parse_with<'b>(
     }))
 }
 
-/// A `Content-Length` value: digits only, no sign, no overflow.
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
+/// A `Content-Length` value (`1*DIGIT`): digits only, no sign, no
+/// overflow.
+pub(crate) fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     digits.iter().try_fold(0u64, |n, d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+/// The `Connection` options `close`, `keep-alive` and `upgrade`, in any
+/// of the fields and in any position (RFC 9112 §9.3, §9.6).
+pub(crate) fn connection_options(headers: &HeaderMap) -> (bool, bool, bool) {
+    let (mut close, mut keep_alive, mut upgrade) = (false, false, false);
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            upgrade |= token.eq_ignore_ascii_case(b"upgrade");
+        }
+    }
+    (close, keep_alive, upgrade)
 }
 
 #[cfg(test)]

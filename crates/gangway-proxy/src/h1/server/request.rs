@@ -3,6 +3,7 @@
 //! Whatever is ambiguous is refused here, before any route sees it: two
 //! lengths, a length with a transfer coding, a coding other than chunked.
 
+use crate::h1::head::{connection_options, parse_length};
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
@@ -285,30 +286,6 @@ fn names_a_version(buf: &[u8]) -> bool {
 
 fn is_chunked(coding: &[u8]) -> bool {
     coding.eq_ignore_ascii_case(b"chunked")
-}
-
-/// `1*DIGIT` that fits a u64.
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// The `Connection` options `close`, `keep-alive` and `upgrade`.
-fn connection_options(headers: &HeaderMap) -> (bool, bool, bool) {
-    let (mut close, mut keep_alive, mut upgrade) = (false, false, false);
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii();
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            upgrade |= token.eq_ignore_ascii_case(b"upgrade");
-        }
-    }
-    (close, keep_alive, upgrade)
 }
 
 #[cfg(test)]
