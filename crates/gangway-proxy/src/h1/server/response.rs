@@ -85,11 +85,7 @@ pub(crate) fn encode_head(
         }
     }
 
-    out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(status.as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
-    out.put_slice(b"\r\n");
+    put_status_line(out, status);
     for (name, value) in headers.iter() {
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
@@ -112,11 +108,8 @@ pub(crate) fn encode_head(
 /// answer to a request that could not be read.
 pub(crate) fn refusal(status: StatusCode, reason: &str) -> Bytes {
     let mut out = BytesMut::with_capacity(192 + reason.len());
-    out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(status.as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
-    out.put_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ndate: ");
+    put_status_line(&mut out, status);
+    out.put_slice(b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\ndate: ");
     put_date(&mut out);
     out.put_slice(b"\r\ncontent-length: ");
     out.put_slice((reason.len() + 1).to_string().as_bytes());
@@ -124,6 +117,14 @@ pub(crate) fn refusal(status: StatusCode, reason: &str) -> Bytes {
     out.put_slice(reason.as_bytes());
     out.put_u8(b'\n');
     out.freeze()
+}
+
+fn put_status_line(out: &mut BytesMut, status: StatusCode) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.put_slice(b"\r\n");
 }
 
 thread_local! {
