@@ -188,6 +188,9 @@ impl Proxy {
             port: conn.client.local_port,
             websocket: is_websocket_upgrade(req.headers()),
         };
+        // Asked once: routing, the route's `allow_upgrade` and the tunnel
+        // all go by it.
+        let websocket = info.websocket;
         let (route, captures) = match table.lookup(&info) {
             Lookup::Route(route, captures) => (route, captures),
             Lookup::NoRoute => {
@@ -199,7 +202,7 @@ impl Proxy {
 
         let mut response = match &route.action {
             CompiledAction::Forward(Some(pool)) => {
-                let request = (req, conn, host, request_id);
+                let request = (req, websocket, conn, host, request_id);
                 self.forward(request, (&table, route, pool), record).await
             }
             CompiledAction::Forward(None) => {
@@ -247,8 +250,9 @@ impl Proxy {
 
     async fn forward(
         &self,
-        (mut req, conn, host, request_id): (
+        (mut req, websocket, conn, host, request_id): (
             Request<IncomingBody>,
+            bool,
             &Connection,
             HeaderValue,
             &HeaderValue,
@@ -256,7 +260,7 @@ impl Proxy {
         (table, route, pool): (&RouteTable, &CompiledRoute, &Arc<PoolEntry>),
         record: &mut Option<AccessRecord>,
     ) -> Response<ResponseBody> {
-        if is_websocket_upgrade(req.headers()) && !route.allow_upgrade {
+        if websocket && !route.allow_upgrade {
             return refuse(&req, conn, StatusCode::FORBIDDEN, UPGRADE_FORBIDDEN);
         }
         if let Some(max) = route.max_body_size {
@@ -272,7 +276,7 @@ impl Proxy {
         // An HTTP/1.1 `Upgrade` (WebSocket and the like): the headers that
         // ask for it are hop-by-hop, so they are carried over explicitly, and
         // after a 101 the two connections are joined byte for byte.
-        let upgrade = upgrade_protocol(&req).map(|p| (p, ClientUpgrade::of(&mut req)));
+        let upgrade = upgrade_protocol(&req, websocket).map(|p| (p, ClientUpgrade::of(&mut req)));
         let wants_trailers = accepts_trailers(req.headers());
         let (mut parts, body) = req.into_parts();
         let path = match route
@@ -667,8 +671,9 @@ fn new_request_id() -> HeaderValue {
 /// `Connection: upgrade`), if gangway tunnels it: WebSocket only. Any
 /// other upgrade is forwarded as a plain request (its `Upgrade` dropped as
 /// hop-by-hop): an `h2c` tunnel, say, would carry requests past routing.
-fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 || !is_websocket_upgrade(req.headers()) {
+/// `websocket`: what `is_websocket_upgrade` said of the request.
+fn upgrade_protocol<B>(req: &Request<B>, websocket: bool) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 || !websocket {
         return None;
     }
     req.headers().get(header::UPGRADE).cloned()
