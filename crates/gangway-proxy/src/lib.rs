@@ -9,6 +9,7 @@ mod body;
 mod client_body;
 mod forwarded;
 mod h1;
+mod h2_streams;
 mod handler;
 pub mod headers;
 mod health;

@@ -3,10 +3,11 @@
 
 use crate::client_body::IncomingBody;
 use crate::h1::server::serve_connection;
+use crate::h2_streams::{serve_with_streams, StreamExecutor};
 use crate::handler::{Connection, Proxy};
 use crate::headers::ClientInfo;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -52,29 +53,6 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         }
     };
     let local_port = socket.local_addr().map_or(0, |a| a.port());
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // From the connection's start and again after each response, so
-        // it also closes idle keep-alive connections (slowloris, RFC 9112
-        // §9.8 idle connections).
-        .header_read_timeout(proxy.settings.header_timeout)
-        .keep_alive(true);
-    builder
-        .http1()
-        // Request line and headers together: nginx's large buffers are
-        // 4 x 8 KiB; 64 KiB leaves room and still bounds memory per client.
-        .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
-        // Bounds the resets a client may cause without reading (the
-        // "rapid reset" attack, CVE-2023-44487).
-        .max_pending_accept_reset_streams(MAX_PENDING_RESETS);
-    let builder = Arc::new(builder);
     // A plain listener without h2c speaks HTTP/1.1 only, on gangway's
     // own server (h1::server). Its connections are counted by
     // `http1_alive` for the shutdown grace period, since
@@ -82,6 +60,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
     let http1_alive = Arc::new(());
     let http1_only = listener.tls.is_none() && !listener.h2c;
     let max_connections = proxy.settings.max_connections;
+    let header_timeout = proxy.settings.header_timeout;
     let mut last_limit_warning: Option<std::time::Instant> = None;
     let graceful = GracefulShutdown::new();
 
@@ -138,15 +117,15 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
                 Ok::<_, Infallible>(proxy.handle(req.map(IncomingBody::Hyper), &conn).await)
             })
         });
-        let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         match listener.tls.clone() {
             None => {
-                let served = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
                 tokio::spawn(async move {
-                    let ended = watcher.watch(served).await;
+                    let streams = StreamExecutor::default();
+                    let served = hyper_builder(header_timeout, streams.clone())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let ended = serve_with_streams(watcher.watch(served), streams).await;
                     log_connection_end(ended, ip);
                     drop(open);
                 });
@@ -156,10 +135,11 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
                     let Some(tls) = handshake(&acceptor, stream, peer).await else {
                         return;
                     };
-                    let served = builder
+                    let streams = StreamExecutor::default();
+                    let served = hyper_builder(header_timeout, streams.clone())
                         .serve_connection_with_upgrades(TokioIo::new(tls), service)
                         .into_owned();
-                    let ended = watcher.watch(served).await;
+                    let ended = serve_with_streams(watcher.watch(served), streams).await;
                     log_connection_end(ended, ip);
                     drop(open);
                 });
@@ -179,6 +159,35 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             "requests still in flight after the grace period were cut off"
         );
     }
+}
+
+/// hyper's server for one connection (HTTP/1.1 over TLS or HTTP/2), its
+/// HTTP/2 streams run by `streams` in the connection's task.
+fn hyper_builder(
+    header_timeout: Duration,
+    streams: StreamExecutor,
+) -> auto::Builder<StreamExecutor> {
+    let mut builder = auto::Builder::new(streams);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // From the connection's start and again after each response, so
+        // it also closes idle keep-alive connections (slowloris, RFC 9112
+        // §9.8 idle connections).
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        // Request line and headers together: nginx's large buffers are
+        // 4 x 8 KiB; 64 KiB leaves room and still bounds memory per client.
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        // Bounds the resets a client may cause without reading (the
+        // "rapid reset" attack, CVE-2023-44487).
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS);
+    builder
 }
 
 /// One counted client connection; uncounted when dropped.

@@ -479,3 +479,79 @@ fn calls_spread_over_two_servers_of_one_pool() {
         );
     }
 }
+
+/// A hundred server-streaming calls at once on one client connection (its
+/// streams all run in that connection's task in gangway): every message of
+/// every call arrives; and a stop (SIGTERM) while they are all in flight
+/// lets each finish with its trailers before gangway exits.
+#[test]
+fn concurrent_calls_on_one_connection_finish_through_a_stop() {
+    const CALLS: u32 = 100;
+    const MESSAGES: u32 = 4;
+    const INTERVAL_MS: u32 = 250;
+    let dir = TempDir::new();
+    let gw_cert = TestCert::self_signed(&dir, "gangway.test");
+    let server = GrpcServer::start("many");
+    let port = free_port();
+    let config = h2c_listener(port) + &pool_config(&[&server], "protocol = \"h2c\"");
+    let mut g = start_gangway(&dir, &config, &gw_cert, &[]);
+    let addr = format!("127.0.0.1:{port}");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(async {
+            let c = connect_h2c(&addr).await;
+            let (first_tx, mut first_rx) = tokio::sync::mpsc::channel::<()>(CALLS as usize);
+            let calls: Vec<_> = (0..CALLS)
+                .map(|i| {
+                    let mut c = c.clone();
+                    let first = first_tx.clone();
+                    tokio::spawn(async move {
+                        let mut stream = timeout(STEP, c.count(MESSAGES, INTERVAL_MS))
+                            .await
+                            .unwrap_or_else(|_| panic!("call {i}: no answer within {STEP:?}"))
+                            .unwrap_or_else(|s| panic!("call {i}: {s:?}"))
+                            .into_inner();
+                        let mut seqs = Vec::new();
+                        while let Some(m) = timeout(STEP, stream.message())
+                            .await
+                            .unwrap_or_else(|_| panic!("call {i}: stalled after {seqs:?}"))
+                            .unwrap_or_else(|s| panic!("call {i}: failed after {seqs:?}: {s:?}"))
+                        {
+                            if seqs.is_empty() {
+                                let _ = first.send(()).await;
+                            }
+                            seqs.push(m.seq);
+                        }
+                        let trailers = timeout(STEP, stream.trailers())
+                            .await
+                            .unwrap_or_else(|_| panic!("call {i}: no trailers within {STEP:?}"))
+                            .unwrap_or_else(|s| panic!("call {i}: trailers: {s:?}"));
+                        assert!(trailers.is_some(), "call {i}: no trailers");
+                        seqs
+                    })
+                })
+                .collect();
+            drop(first_tx);
+            for _ in 0..CALLS {
+                timeout(STEP, first_rx.recv())
+                    .await
+                    .expect("every call's first message within the step");
+            }
+            // All are streaming now, with messages still to come.
+            g.terminate();
+            for (i, call) in calls.into_iter().enumerate() {
+                let seqs = call.await.unwrap_or_else(|e| panic!("call {i}: {e}"));
+                assert_eq!(seqs, (0..MESSAGES).collect::<Vec<_>>(), "call {i}");
+            }
+        })
+    }));
+    if let Err(e) = outcome {
+        eprintln!("gangway output:\n{}", g.output());
+        std::panic::resume_unwind(e);
+    }
+    let status = g.wait_exit(STEP);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "gangway did not stop cleanly after the calls finished: {status:?}\n{}",
+        g.output()
+    );
+}
