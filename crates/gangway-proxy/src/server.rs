@@ -2,7 +2,7 @@
 //! in plain text or over TLS.
 
 use crate::client_body::IncomingBody;
-use crate::h1::server::serve_connection;
+use crate::h1::server::{serve_connection, StopSignal};
 use crate::h2_streams::{serve_with_streams, StreamExecutor};
 use crate::handler::{Connection, Proxy};
 use crate::headers::ClientInfo;
@@ -54,10 +54,10 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
     };
     let local_port = socket.local_addr().map_or(0, |a| a.port());
     // A plain listener without h2c speaks HTTP/1.1 only, on gangway's
-    // own server (h1::server). Its connections are counted by
-    // `http1_alive` for the shutdown grace period, since
-    // `GracefulShutdown` cannot watch them.
-    let http1_alive = Arc::new(());
+    // own server (h1::server). Its connections are told to stop by
+    // `http1_stop`, and counted by their references to it for the
+    // shutdown grace period, since `GracefulShutdown` cannot watch them.
+    let http1_stop = Arc::new(StopSignal::default());
     let http1_only = listener.tls.is_none() && !listener.h2c;
     let max_connections = proxy.settings.max_connections;
     let header_timeout = proxy.settings.header_timeout;
@@ -95,13 +95,8 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             trusted: proxy.trusts(ip),
         });
         if http1_only {
-            let proxy = Arc::clone(&proxy);
-            let stop = shutdown.clone();
-            let alive = Arc::clone(&http1_alive);
-            tokio::spawn(async move {
-                serve_connection(proxy, conn, stream, stop).await;
-                drop((open, alive));
-            });
+            let stop = Arc::clone(&http1_stop);
+            tokio::spawn(serve_connection(open, conn, Arc::new(stream), stop));
             continue;
         }
         let proxy = Arc::clone(&proxy);
@@ -147,9 +142,10 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         }
     }
     drop(socket);
+    http1_stop.stop();
     let drained = async {
         graceful.shutdown().await;
-        while Arc::strong_count(&http1_alive) > 1 {
+        while Arc::strong_count(&http1_stop) > 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
@@ -191,11 +187,16 @@ fn hyper_builder(
 }
 
 /// One counted client connection; uncounted when dropped.
-struct OpenConnection(Arc<Proxy>);
+pub(crate) struct OpenConnection(Arc<Proxy>);
 
 impl OpenConnection {
+    /// The proxy the connection is counted by.
+    pub(crate) fn proxy(&self) -> &Proxy {
+        &self.0
+    }
+
     /// Counts a new connection, unless `max` are open already.
-    fn count(proxy: &Arc<Proxy>, max: usize) -> Option<OpenConnection> {
+    pub(crate) fn count(proxy: &Arc<Proxy>, max: usize) -> Option<OpenConnection> {
         let open = &proxy.open_connections;
         if open.fetch_add(1, Ordering::AcqRel) >= max {
             open.fetch_sub(1, Ordering::AcqRel);
