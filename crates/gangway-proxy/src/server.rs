@@ -2,7 +2,7 @@
 //! in plain text or over TLS.
 
 use crate::client_body::IncomingBody;
-use crate::h1::server::{serve_connection, StopSignal};
+use crate::h1::server::{serve_connection, IdleWatch};
 use crate::h2_streams::{serve_with_streams, StreamExecutor};
 use crate::handler::{Connection, Proxy};
 use crate::headers::ClientInfo;
@@ -54,11 +54,15 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
     };
     let local_port = socket.local_addr().map_or(0, |a| a.port());
     // A plain listener without h2c speaks HTTP/1.1 only, on gangway's
-    // own server (h1::server). Its connections are told to stop by
-    // `http1_stop`, and counted by their references to it for the
-    // shutdown grace period, since `GracefulShutdown` cannot watch them.
-    let http1_stop = Arc::new(StopSignal::default());
+    // own server (h1::server). Its connections wait for request heads
+    // under `http1_watch` (the header timeout, the stop signal), and are
+    // counted by their references to it for the shutdown grace period,
+    // since `GracefulShutdown` cannot watch them.
     let http1_only = listener.tls.is_none() && !listener.h2c;
+    let (http1_watch, reaper) = IdleWatch::new(proxy.settings.header_timeout);
+    if http1_only {
+        tokio::spawn(reaper);
+    }
     let max_connections = proxy.settings.max_connections;
     let header_timeout = proxy.settings.header_timeout;
     let mut last_limit_warning: Option<std::time::Instant> = None;
@@ -95,8 +99,8 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             trusted: proxy.trusts(ip),
         });
         if http1_only {
-            let stop = Arc::clone(&http1_stop);
-            tokio::spawn(serve_connection(open, conn, Arc::new(stream), stop));
+            let watch = Arc::clone(&http1_watch);
+            tokio::spawn(serve_connection(open, conn, Arc::new(stream), watch));
             continue;
         }
         let proxy = Arc::clone(&proxy);
@@ -142,10 +146,10 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         }
     }
     drop(socket);
-    http1_stop.stop();
+    http1_watch.stop();
     let drained = async {
         graceful.shutdown().await;
-        while Arc::strong_count(&http1_stop) > 1 {
+        while Arc::strong_count(&http1_watch) > 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
