@@ -964,24 +964,24 @@ fn request_host<B>(req: &Request<B>) -> Result<HeaderValue, HostProblem> {
     if header.is_some_and(|h| !h.to_str().is_ok_and(is_valid_authority)) {
         return Err(HostProblem::Invalid);
     }
-    let value = match (req.uri().authority(), header) {
+    match (req.uri().authority(), header) {
         (Some(authority), header) => {
             let from_uri =
                 HeaderValue::from_str(authority.as_str()).map_err(|_| HostProblem::Invalid)?;
+            if !from_uri.to_str().is_ok_and(is_valid_authority) {
+                return Err(HostProblem::Invalid);
+            }
             if let Some(header) = header {
                 if !same_host(header.as_bytes(), from_uri.as_bytes()) {
                     return Err(HostProblem::Conflicting);
                 }
             }
-            from_uri
+            Ok(from_uri)
         }
-        (None, Some(header)) => header.clone(),
-        (None, None) => return Err(HostProblem::Missing),
-    };
-    if !value.to_str().is_ok_and(is_valid_authority) {
-        return Err(HostProblem::Invalid);
+        // Checked above.
+        (None, Some(header)) => Ok(header.clone()),
+        (None, None) => Err(HostProblem::Missing),
     }
-    Ok(value)
 }
 
 /// Whether two host values name the same host (case, port and a trailing

@@ -82,7 +82,10 @@ pub fn decode_query_component(s: &str) -> Cow<'_, str> {
 /// path, so `/x/../admin` and `/x/%2e%2e/admin` are routed, and forwarded,
 /// as `/admin`. A `..` at the root stays at the root.
 pub fn remove_dot_segments(path: &str) -> Option<String> {
-    if !path.split('/').any(|s| dot_segment(s).is_some()) {
+    // Most paths have no dot or percent sign at all: one byte scan.
+    if !path.bytes().any(|b| b == b'.' || b == b'%')
+        || !path.split('/').any(|s| dot_segment(s).is_some())
+    {
         return None;
     }
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
