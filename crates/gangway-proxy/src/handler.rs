@@ -30,6 +30,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,416 +159,450 @@ impl Proxy {
     }
 
     /// Handles one request from a client.
-    pub(crate) async fn handle(
-        &self,
+    ///
+    /// (This, `route` and `forward` return `async move` blocks rather than being
+    /// `async fn`s: an `async fn` keeps its arguments twice in its state,
+    /// and every level of the request path is copied whole when the level
+    /// above stores it.)
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn handle<'a>(
+        &'a self,
         mut req: Request<IncomingBody>,
-        conn: &Connection,
-    ) -> Response<ResponseBody> {
-        let start = Instant::now();
-        if let Err((status, reason)) = check_target(&req) {
-            return refuse(&req, conn, status, reason);
-        }
-        if req.method() == Method::OPTIONS && req.uri().path() == "*" {
-            // A question about gangway itself (RFC 9110 §9.3.7).
-            let mut response = Response::new(ResponseBody::empty());
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
-            return response;
-        }
-        let host = match request_host(&req) {
-            Ok(host) => host,
-            Err(problem) => return refuse(&req, conn, StatusCode::BAD_REQUEST, problem.message()),
-        };
-        if let Some(path) = remove_dot_segments(req.uri().path()) {
-            match with_path(req.uri(), &path) {
-                Some(uri) => *req.uri_mut() = uri,
-                None => return refuse(&req, conn, StatusCode::BAD_REQUEST, BAD_TARGET),
+        conn: &'a Connection,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
+        async move {
+            let start = Instant::now();
+            if let Err((status, reason)) = check_target(&req) {
+                return refuse(&req, conn, status, reason);
             }
-        }
-        // Kept when the client (or a proxy in front) sent a usable one, so
-        // one id follows a request across hops; made up otherwise.
-        let request_id = match req.headers().get(&X_REQUEST_ID) {
-            Some(id) if usable_request_id(id) => id.clone(),
-            _ => new_request_id(),
-        };
-        let mut record =
-            tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessRecord {
-                start,
-                client: conn.client.ip,
-                method: req.method().clone(),
-                host: host.to_str().unwrap_or_default().into(),
-                uri: req.uri().clone(),
-                request_id: request_id.clone(),
-                status: 0,
-                bytes: 0,
-                upstream: None,
-            });
-        let response = self.route(req, conn, host, &request_id, &mut record).await;
-        if let Some(record) = &mut record {
-            record.status = response.status().as_u16();
-        }
-        let (mut parts, body) = response.into_parts();
-        parts.headers.insert(X_REQUEST_ID.clone(), request_id);
-        Response::from_parts(parts, body.with_log(record))
-    }
-
-    async fn route(
-        &self,
-        req: Request<IncomingBody>,
-        conn: &Connection,
-        host: HeaderValue,
-        request_id: &HeaderValue,
-        record: &mut Option<AccessRecord>,
-    ) -> Response<ResponseBody> {
-        let table = self.routes.load_full();
-        // request_host only returns visible ASCII, so this never falls back.
-        let host_name = host.to_str().unwrap_or_default();
-        let info = RequestInfo {
-            host: host_name,
-            path: req.uri().path(),
-            query: req.uri().query(),
-            method: req.method(),
-            headers: req.headers(),
-            port: conn.client.local_port,
-            websocket: is_websocket_upgrade(req.headers()),
-        };
-        // Asked once: routing, the route's `allow_upgrade` and the tunnel
-        // all go by it.
-        let websocket = info.websocket;
-        let (route, captures) = match table.lookup(&info) {
-            Lookup::Route(route, captures) => (route, captures),
-            Lookup::NoRoute => {
-                tracing::debug!(target: "routing", host = host_name, path = info.path, "no route matches");
-                return own_error(&table, StatusCode::NOT_FOUND, NOT_FOUND);
-            }
-        };
-        tracing::debug!(target: "routing", host = host_name, path = info.path, route = route.name(), "route chosen");
-
-        let mut response = match &route.action {
-            CompiledAction::Forward(Some(pool)) => {
-                let request = (req, websocket, conn, host, request_id);
-                self.forward(request, (&table, route, pool), record).await
-            }
-            CompiledAction::Forward(None) => {
-                own_error(&table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
-            }
-            CompiledAction::Redirect { status, location } => {
-                let scheme = if conn.client.https { "https" } else { "http" };
-                let target = expand_template(location, req.uri(), host_name, scheme, &captures);
-                redirect(*status, &target)
-            }
-            CompiledAction::Static(files) => {
-                let rewritten = route
-                    .rewrite
-                    .as_ref()
-                    .and_then(|r| r.apply(req.uri().path()));
-                let path = rewritten.as_deref().unwrap_or(req.uri().path());
-                match static_files::serve(files, path, req.method(), req.headers()).await {
-                    Served::Response(response) => *response,
-                    Served::NotFound => own_error(&table, StatusCode::NOT_FOUND, FILE_NOT_FOUND),
-                    Served::BadPath => own_error(&table, StatusCode::BAD_REQUEST, BAD_PATH),
-                }
-            }
-            CompiledAction::Respond(fixed) => {
-                let mut response = Response::new(ResponseBody::full(fixed.body.clone()));
-                *response.status_mut() = fixed.status;
+            if req.method() == Method::OPTIONS && req.uri().path() == "*" {
+                // A question about gangway itself (RFC 9110 §9.3.7).
+                let mut response = Response::new(ResponseBody::empty());
                 response
                     .headers_mut()
-                    .insert(header::CONTENT_TYPE, fixed.content_type.clone());
-                response
+                    .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+                return response;
             }
-            CompiledAction::Statistics => statistics::response(&table),
-        };
-        let status = response.status();
-        if route.intercept_errors && (status.is_client_error() || status.is_server_error()) {
-            if let Some(page) = table.error_page(status.as_u16()) {
-                response = page_response(status, page);
+            let host = match request_host(&req) {
+                Ok(host) => host,
+                Err(problem) => {
+                    return refuse(&req, conn, StatusCode::BAD_REQUEST, problem.message())
+                }
+            };
+            if let Some(path) = remove_dot_segments(req.uri().path()) {
+                match with_path(req.uri(), &path) {
+                    Some(uri) => *req.uri_mut() = uri,
+                    None => return refuse(&req, conn, StatusCode::BAD_REQUEST, BAD_TARGET),
+                }
             }
+            // Kept when the client (or a proxy in front) sent a usable one, so
+            // one id follows a request across hops; made up otherwise.
+            let request_id = match req.headers().get(&X_REQUEST_ID) {
+                Some(id) if usable_request_id(id) => id.clone(),
+                _ => new_request_id(),
+            };
+            let mut record =
+                tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessRecord {
+                    start,
+                    client: conn.client.ip,
+                    method: req.method().clone(),
+                    host: host.to_str().unwrap_or_default().into(),
+                    uri: req.uri().clone(),
+                    request_id: request_id.clone(),
+                    status: 0,
+                    bytes: 0,
+                    upstream: None,
+                });
+            let response = self.route(req, conn, host, &request_id, &mut record).await;
+            if let Some(record) = &mut record {
+                record.status = response.status().as_u16();
+            }
+            let (mut parts, body) = response.into_parts();
+            parts.headers.insert(X_REQUEST_ID.clone(), request_id);
+            Response::from_parts(parts, body.with_log(record))
         }
-        if let Some(ops) = &route.response_headers {
-            ops.apply(response.headers_mut());
-        }
-        route.counters.record(response.status().as_u16());
-        response
     }
 
-    async fn forward(
-        &self,
+    #[allow(clippy::manual_async_fn)]
+    fn route<'a>(
+        &'a self,
+        req: Request<IncomingBody>,
+        conn: &'a Connection,
+        host: HeaderValue,
+        request_id: &'a HeaderValue,
+        record: &'a mut Option<AccessRecord>,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
+        async move {
+            let table = self.routes.load_full();
+            // request_host only returns visible ASCII, so this never falls back.
+            let host_name = host.to_str().unwrap_or_default();
+            let info = RequestInfo {
+                host: host_name,
+                path: req.uri().path(),
+                query: req.uri().query(),
+                method: req.method(),
+                headers: req.headers(),
+                port: conn.client.local_port,
+                websocket: is_websocket_upgrade(req.headers()),
+            };
+            // Asked once: routing, the route's `allow_upgrade` and the tunnel
+            // all go by it.
+            let websocket = info.websocket;
+            let (route, captures) = match table.lookup(&info) {
+                Lookup::Route(route, captures) => (route, captures),
+                Lookup::NoRoute => {
+                    tracing::debug!(target: "routing", host = host_name, path = info.path, "no route matches");
+                    return own_error(&table, StatusCode::NOT_FOUND, NOT_FOUND);
+                }
+            };
+            tracing::debug!(target: "routing", host = host_name, path = info.path, route = route.name(), "route chosen");
+
+            let mut response = match &route.action {
+                CompiledAction::Forward(Some(pool)) => {
+                    let request = (req, websocket, conn, host, request_id);
+                    self.forward(request, (&table, route, pool), record).await
+                }
+                CompiledAction::Forward(None) => {
+                    own_error(&table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+                }
+                CompiledAction::Redirect { status, location } => {
+                    let scheme = if conn.client.https { "https" } else { "http" };
+                    let target = expand_template(location, req.uri(), host_name, scheme, &captures);
+                    redirect(*status, &target)
+                }
+                CompiledAction::Static(files) => {
+                    let rewritten = route
+                        .rewrite
+                        .as_ref()
+                        .and_then(|r| r.apply(req.uri().path()));
+                    let path = rewritten.as_deref().unwrap_or(req.uri().path());
+                    match static_files::serve(files, path, req.method(), req.headers()).await {
+                        Served::Response(response) => *response,
+                        Served::NotFound => {
+                            own_error(&table, StatusCode::NOT_FOUND, FILE_NOT_FOUND)
+                        }
+                        Served::BadPath => own_error(&table, StatusCode::BAD_REQUEST, BAD_PATH),
+                    }
+                }
+                CompiledAction::Respond(fixed) => {
+                    let mut response = Response::new(ResponseBody::full(fixed.body.clone()));
+                    *response.status_mut() = fixed.status;
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, fixed.content_type.clone());
+                    response
+                }
+                CompiledAction::Statistics => statistics::response(&table),
+            };
+            let status = response.status();
+            if route.intercept_errors && (status.is_client_error() || status.is_server_error()) {
+                if let Some(page) = table.error_page(status.as_u16()) {
+                    response = page_response(status, page);
+                }
+            }
+            if let Some(ops) = &route.response_headers {
+                ops.apply(response.headers_mut());
+            }
+            route.counters.record(response.status().as_u16());
+            response
+        }
+    }
+
+    #[allow(clippy::manual_async_fn)]
+    fn forward<'a>(
+        &'a self,
         (mut req, websocket, conn, host, request_id): (
             Request<IncomingBody>,
             bool,
-            &Connection,
+            &'a Connection,
             HeaderValue,
-            &HeaderValue,
+            &'a HeaderValue,
         ),
-        (table, route, pool): (&RouteTable, &CompiledRoute, &Arc<PoolEntry>),
-        record: &mut Option<AccessRecord>,
-    ) -> Response<ResponseBody> {
-        if websocket && !route.allow_upgrade {
-            return refuse(&req, conn, StatusCode::FORBIDDEN, UPGRADE_FORBIDDEN);
-        }
-        if let Some(max) = route.max_body_size {
-            if declared_length(req.headers()).is_some_and(|len| len > max) {
-                let fault = BodyFault::TooLarge;
-                return refuse(&req, conn, fault.status(), fault.reason());
+        (table, route, pool): (&'a RouteTable, &'a CompiledRoute, &'a Arc<PoolEntry>),
+        record: &'a mut Option<AccessRecord>,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
+        async move {
+            if websocket && !route.allow_upgrade {
+                return refuse(&req, conn, StatusCode::FORBIDDEN, UPGRADE_FORBIDDEN);
             }
-        }
-        if pool.targets().is_empty() {
-            tracing::debug!(target: "routing", route = route.name(), pool = pool.name(), "pool has no target");
-            return own_error(table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
-        }
-        // An HTTP/1.1 `Upgrade` (WebSocket and the like): the headers that
-        // ask for it are hop-by-hop, so they are carried over explicitly, and
-        // after a 101 the two connections are joined byte for byte.
-        let upgrade = upgrade_protocol(&req, websocket).map(|p| (p, ClientUpgrade::of(&mut req)));
-        let wants_trailers = accepts_trailers(req.headers());
-        let (mut parts, body) = req.into_parts();
-        let path = match route
-            .rewrite
-            .as_ref()
-            .and_then(|r| r.apply(parts.uri.path()))
-        {
-            None => parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-            Some(mut rewritten) => {
-                if let Some(query) = parts.uri.query() {
-                    rewritten.push('?');
-                    rewritten.push_str(query);
-                }
-                match PathAndQuery::try_from(rewritten) {
-                    Ok(p) => p,
-                    Err(_) => return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET),
+            if let Some(max) = route.max_body_size {
+                if declared_length(req.headers()).is_some_and(|len| len > max) {
+                    let fault = BodyFault::TooLarge;
+                    return refuse(&req, conn, fault.status(), fault.reason());
                 }
             }
-        };
-        parts
-            .headers
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
-        let forwarded_host = self.settings.forwarded_header.then(|| host.clone());
-        prepare_request(&mut parts.headers, conn.client, &conn.client_ip(), host);
-        if let Some(host) = forwarded_host {
-            add_forwarded(&mut parts.headers, conn.client, &host);
-        }
-        // The server answers `100 Continue` itself when the body is first read;
-        // the backend is not asked again (RFC 9110 §10.1.1).
-        parts.headers.remove(header::EXPECT);
-        if wants_trailers {
-            // The one TE value that is end to end in effect: gRPC needs it.
+            if pool.targets().is_empty() {
+                tracing::debug!(target: "routing", route = route.name(), pool = pool.name(), "pool has no target");
+                return own_error(table, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+            }
+            // An HTTP/1.1 `Upgrade` (WebSocket and the like): the headers that
+            // ask for it are hop-by-hop, so they are carried over explicitly, and
+            // after a 101 the two connections are joined byte for byte.
+            let upgrade =
+                upgrade_protocol(&req, websocket).map(|p| (p, ClientUpgrade::of(&mut req)));
+            let wants_trailers = accepts_trailers(req.headers());
+            let (mut parts, body) = req.into_parts();
+            let path = match route
+                .rewrite
+                .as_ref()
+                .and_then(|r| r.apply(parts.uri.path()))
+            {
+                None => parts
+                    .uri
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/")),
+                Some(mut rewritten) => {
+                    if let Some(query) = parts.uri.query() {
+                        rewritten.push('?');
+                        rewritten.push_str(query);
+                    }
+                    match PathAndQuery::try_from(rewritten) {
+                        Ok(p) => p,
+                        Err(_) => return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET),
+                    }
+                }
+            };
             parts
                 .headers
-                .insert(header::TE, HeaderValue::from_static("trailers"));
-        }
-        if let Some(ops) = &route.request_headers {
-            ops.apply(&mut parts.headers);
-        }
-        parts.headers.append(
-            header::VIA,
-            HeaderValue::from_static(match parts.version {
-                Version::HTTP_2 => "2.0 gangway",
-                Version::HTTP_10 => "1.0 gangway",
-                _ => "1.1 gangway",
-            }),
-        );
-        if let Some((protocol, _)) = &upgrade {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, protocol.clone());
-        }
-        let mut upgrade = upgrade.map(|(_, on_client)| on_client);
-
-        let policy = pool.failover();
-        let fault = Arc::new(FaultCell::default());
-        let body = ClientBody::new(
-            body,
-            self.settings.body_timeout,
-            route.max_body_size,
-            Arc::clone(&fault),
-        );
-        let (replay, mut stream) = match replayable(body, &parts.headers, policy.replay_limit).await
-        {
-            Ok(Kept::Replay(bytes)) => (Some(bytes), None),
-            Ok(Kept::Stream(body)) => (None, Some(body)),
-            Err(_) => {
-                let fault = fault.get().unwrap_or(BodyFault::Malformed);
-                return refuse_parts(&parts, conn, fault.status(), fault.reason());
+                .insert(X_REQUEST_ID.clone(), request_id.clone());
+            let forwarded_host = self.settings.forwarded_header.then(|| host.clone());
+            prepare_request(&mut parts.headers, conn.client, &conn.client_ip(), host);
+            if let Some(host) = forwarded_host {
+                add_forwarded(&mut parts.headers, conn.client, &host);
             }
-        };
-        let may_resend = match policy.retry {
-            Retry::Always => true,
-            Retry::Idempotent => is_idempotent(&parts.method),
-            Retry::Unsent => false,
-        };
-        let max_attempts = (policy.max_attempts as usize).min(pool.targets().len());
-        let timeouts = pool.timeouts();
-        let client = match pool.upstream().protocol {
-            Protocol::Http => None,
-            _ => match self.clients.get(timeouts, pool.upstream()) {
-                Ok(client) => Some(client),
-                Err(_) => return own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY),
-            },
-        };
-        let scheme = if pool.upstream().protocol.tls() {
-            Scheme::HTTPS
-        } else {
-            Scheme::HTTP
-        };
-        let deadline = timeouts.request.map(|d| tokio::time::Instant::now() + d);
-        let mut tried: Vec<usize> = Vec::new();
-
-        let key = match pool.balance() {
-            Balance::Hash(on) => hash_key(on, &parts.headers, conn),
-            _ => None,
-        };
-        while let Some(chosen) = pool.select(&tried, now_ms(), key) {
-            tried.push(chosen.index);
-            let target = &pool.targets()[chosen.index];
-            let body = match (&replay, stream.take()) {
-                (Some(bytes), _) => RequestBody::Replay(Some(bytes.clone())),
-                (None, Some(body)) => RequestBody::Stream(body),
-                // A streamed body is gone after one attempt.
-                (None, None) => break,
-            };
-            // gangway's own client sends the origin form; hyper's wants
-            // the absolute URI to pick a connection.
-            let uri = match client {
-                None => Ok(Uri::from(path.clone())),
-                Some(_) => Uri::builder()
-                    .scheme(scheme.clone())
-                    .authority(target.authority.clone())
-                    .path_and_query(path.clone())
-                    .build(),
-            };
-            let Ok(uri) = uri else {
-                return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET);
-            };
-            let mut request = Request::new(body);
-            *request.method_mut() = parts.method.clone();
-            *request.uri_mut() = uri;
-            *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = if replay.is_some() && tried.len() < max_attempts {
-                parts.headers.clone()
-            } else {
-                std::mem::take(&mut parts.headers)
-            };
-            tracing::debug!(target: "routing", pool = pool.name(), upstream = %target.addr, container = &*target.name, attempt = tried.len(), trial = chosen.trial, panic = chosen.panic, "target chosen");
-            if let Some(record) = record {
-                record.upstream = Some((Arc::clone(pool), chosen.index));
+            // The server answers `100 Continue` itself when the body is first read;
+            // the backend is not asked again (RFC 9110 §10.1.1).
+            parts.headers.remove(header::EXPECT);
+            if wants_trailers {
+                // The one TE value that is end to end in effect: gRPC needs it.
+                parts
+                    .headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
             }
-
-            target.state.started();
-            let sent_at = Instant::now();
-            let mut wait = timeouts.response_header;
-            if let Some(deadline) = deadline {
-                wait = wait.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            if let Some(ops) = &route.request_headers {
+                ops.apply(&mut parts.headers);
             }
-            let result = match &client {
-                None => tokio::time::timeout(
-                    wait,
-                    self.h1.send(target.addr, timeouts, request, may_resend),
-                )
-                .await
-                .map(|r| {
-                    r.map(|r| r.map(UpstreamBody::Own))
-                        .map_err(|e| (e.is_connect(), e.to_string()))
+            parts.headers.append(
+                header::VIA,
+                HeaderValue::from_static(match parts.version {
+                    Version::HTTP_2 => "2.0 gangway",
+                    Version::HTTP_10 => "1.0 gangway",
+                    _ => "1.1 gangway",
                 }),
-                Some(client) => tokio::time::timeout(wait, client.request(request))
+            );
+            if let Some((protocol, _)) = &upgrade {
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                parts.headers.insert(header::UPGRADE, protocol.clone());
+            }
+            let mut upgrade = upgrade.map(|(_, on_client)| on_client);
+
+            let policy = pool.failover();
+            let fault = Arc::new(FaultCell::default());
+            let body = ClientBody::new(
+                body,
+                self.settings.body_timeout,
+                route.max_body_size,
+                Arc::clone(&fault),
+            );
+            let (replay, mut stream) =
+                match replayable(body, &parts.headers, policy.replay_limit).await {
+                    Ok(Kept::Replay(bytes)) => (Some(bytes), None),
+                    Ok(Kept::Stream(body)) => (None, Some(body)),
+                    Err(_) => {
+                        let fault = fault.get().unwrap_or(BodyFault::Malformed);
+                        return refuse_parts(&parts, conn, fault.status(), fault.reason());
+                    }
+                };
+            let may_resend = match policy.retry {
+                Retry::Always => true,
+                Retry::Idempotent => is_idempotent(&parts.method),
+                Retry::Unsent => false,
+            };
+            let max_attempts = (policy.max_attempts as usize).min(pool.targets().len());
+            let timeouts = pool.timeouts();
+            let client = match pool.upstream().protocol {
+                Protocol::Http => None,
+                _ => match self.clients.get(timeouts, pool.upstream()) {
+                    Ok(client) => Some(client),
+                    Err(_) => return own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY),
+                },
+            };
+            let scheme = if pool.upstream().protocol.tls() {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            };
+            let deadline = timeouts.request.map(|d| tokio::time::Instant::now() + d);
+            let mut tried: Vec<usize> = Vec::new();
+
+            let key = match pool.balance() {
+                Balance::Hash(on) => hash_key(on, &parts.headers, conn),
+                _ => None,
+            };
+            while let Some(chosen) = pool.select(&tried, now_ms(), key) {
+                tried.push(chosen.index);
+                let target = &pool.targets()[chosen.index];
+                let body = match (&replay, stream.take()) {
+                    (Some(bytes), _) => RequestBody::Replay(Some(bytes.clone())),
+                    (None, Some(body)) => RequestBody::Stream(body),
+                    // A streamed body is gone after one attempt.
+                    (None, None) => break,
+                };
+                // gangway's own client sends the origin form; hyper's wants
+                // the absolute URI to pick a connection.
+                let uri = match client {
+                    None => Ok(Uri::from(path.clone())),
+                    Some(_) => Uri::builder()
+                        .scheme(scheme.clone())
+                        .authority(target.authority.clone())
+                        .path_and_query(path.clone())
+                        .build(),
+                };
+                let Ok(uri) = uri else {
+                    return own_error(table, StatusCode::BAD_REQUEST, BAD_TARGET);
+                };
+                let headers = if replay.is_some() && tried.len() < max_attempts {
+                    parts.headers.clone()
+                } else {
+                    std::mem::take(&mut parts.headers)
+                };
+                tracing::debug!(target: "routing", pool = pool.name(), upstream = %target.addr, container = &*target.name, attempt = tried.len(), trial = chosen.trial, panic = chosen.panic, "target chosen");
+                if let Some(record) = record {
+                    record.upstream = Some((Arc::clone(pool), chosen.index));
+                }
+
+                target.state.started();
+                let sent_at = Instant::now();
+                let mut wait = timeouts.response_header;
+                if let Some(deadline) = deadline {
+                    wait =
+                        wait.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                }
+                // The request made in the call, not kept in a local: a local
+                // would keep its room in this future while the target answers.
+                let request = || upstream_request(body, parts.method.clone(), uri, headers);
+                let result = match &client {
+                    None => tokio::time::timeout(
+                        wait,
+                        self.h1.send(target.addr, timeouts, request(), may_resend),
+                    )
                     .await
                     .map(|r| {
-                        r.map(|r| r.map(UpstreamBody::Hyper))
-                            .map_err(|e| (e.is_connect(), error_chain(&e)))
+                        r.map(|r| r.map(UpstreamBody::Own))
+                            .map_err(|e| (e.is_connect(), e.to_string()))
                     }),
-            };
-            target.state.finished();
-            if let Some(fault) = fault.get() {
-                // The client broke off its own request: not the backend's
-                // failure, and nothing to try again.
-                return refuse_parts(&parts, conn, fault.status(), fault.reason());
-            }
-            let (kind, error) = match result {
-                Ok(Ok(mut response)) => {
-                    target.state.observe_latency(sent_at.elapsed());
-                    target.state.responded(response.status().as_u16());
-                    if target.state.succeeded() {
-                        tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
-                    }
-                    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-                    let tunnel = match (switched, upgrade.take()) {
-                        (true, Some(on_client)) => Some(on_client),
-                        _ => None,
-                    };
-                    let on_backend = match response.body() {
-                        UpstreamBody::Hyper(_) if tunnel.is_some() => {
-                            Some(BackendUpgrade::Hyper(hyper::upgrade::on(&mut response)))
+                    Some(client) => tokio::time::timeout(wait, client.request(request()))
+                        .await
+                        .map(|r| {
+                            r.map(|r| r.map(UpstreamBody::Hyper))
+                                .map_err(|e| (e.is_connect(), error_chain(&e)))
+                        }),
+                };
+                target.state.finished();
+                if let Some(fault) = fault.get() {
+                    // The client broke off its own request: not the backend's
+                    // failure, and nothing to try again.
+                    return refuse_parts(&parts, conn, fault.status(), fault.reason());
+                }
+                let (kind, error) = match result {
+                    Ok(Ok(mut response)) => {
+                        target.state.observe_latency(sent_at.elapsed());
+                        target.state.responded(response.status().as_u16());
+                        if target.state.succeeded() {
+                            tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
                         }
-                        _ => None,
-                    };
-                    let (mut parts, body) = response.into_parts();
-                    let (on_backend, body) = match (tunnel.is_some(), body) {
-                        (true, UpstreamBody::Own(own)) => (
-                            own.into_upgraded().map(BackendUpgrade::Own),
-                            UpstreamBody::Empty,
-                        ),
-                        (_, body) => (on_backend, body),
-                    };
-                    let protocol = parts.headers.get(header::UPGRADE).cloned();
-                    remove_hop_by_hop(&mut parts.headers);
-                    parts
-                        .headers
-                        .append(header::VIA, HeaderValue::from_static("1.1 gangway"));
-                    if let (Some(on_client), Some(on_backend), Some(protocol)) =
-                        (tunnel, on_backend, protocol)
-                    {
+                        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                        let tunnel = match (switched, upgrade.take()) {
+                            (true, Some(on_client)) => Some(on_client),
+                            _ => None,
+                        };
+                        let on_backend = match response.body() {
+                            UpstreamBody::Hyper(_) if tunnel.is_some() => {
+                                Some(BackendUpgrade::Hyper(hyper::upgrade::on(&mut response)))
+                            }
+                            _ => None,
+                        };
+                        let (mut parts, body) = response.into_parts();
+                        let (on_backend, body) = match (tunnel.is_some(), body) {
+                            (true, UpstreamBody::Own(own)) => (
+                                own.into_upgraded().map(BackendUpgrade::Own),
+                                UpstreamBody::Empty,
+                            ),
+                            (_, body) => (on_backend, body),
+                        };
+                        let protocol = parts.headers.get(header::UPGRADE).cloned();
+                        remove_hop_by_hop(&mut parts.headers);
                         parts
                             .headers
-                            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                        parts.headers.insert(header::UPGRADE, protocol);
-                        tokio::spawn(join_upgraded(on_client, on_backend, target.addr));
+                            .append(header::VIA, HeaderValue::from_static("1.1 gangway"));
+                        if let (Some(on_client), Some(on_backend), Some(protocol)) =
+                            (tunnel, on_backend, protocol)
+                        {
+                            parts
+                                .headers
+                                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                            parts.headers.insert(header::UPGRADE, protocol);
+                            tokio::spawn(join_upgraded(on_client, on_backend, target.addr));
+                        }
+                        return Response::from_parts(parts, ResponseBody::upstream(body, deadline));
                     }
-                    return Response::from_parts(parts, ResponseBody::upstream(body, deadline));
-                }
-                Ok(Err((true, error))) => (FailureKind::Connect, error),
-                Ok(Err((false, error))) => (FailureKind::Reset, error),
-                Err(_) => (
-                    FailureKind::Timeout,
-                    format!("no response headers within {wait:?}"),
-                ),
-            };
-            let verdict = target.state.failed(kind, policy, now_ms());
-            tracing::warn!(
-                pool = pool.name(),
-                upstream = %target.addr,
-                container = &*target.name,
-                attempt = tried.len(),
-                %kind,
-                %error,
-                "upstream request failed"
-            );
-            if let Verdict::Ejected(cooldown) = verdict {
+                    Ok(Err((true, error))) => (FailureKind::Connect, error),
+                    Ok(Err((false, error))) => (FailureKind::Reset, error),
+                    Err(_) => (
+                        FailureKind::Timeout,
+                        format!("no response headers within {wait:?}"),
+                    ),
+                };
+                let verdict = target.state.failed(kind, policy, now_ms());
                 tracing::warn!(
                     pool = pool.name(),
                     upstream = %target.addr,
                     container = &*target.name,
-                    cooldown_s = cooldown.as_secs_f64(),
-                    "target ejected"
+                    attempt = tried.len(),
+                    %kind,
+                    %error,
+                    "upstream request failed"
                 );
+                if let Verdict::Ejected(cooldown) = verdict {
+                    tracing::warn!(
+                        pool = pool.name(),
+                        upstream = %target.addr,
+                        container = &*target.name,
+                        cooldown_s = cooldown.as_secs_f64(),
+                        "target ejected"
+                    );
+                }
+                // Bytes that never left cannot have done anything: always safe
+                // to send elsewhere. Otherwise the pool's retry policy decides.
+                let reached_backend = kind != FailureKind::Connect;
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    return own_error(table, StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT);
+                }
+                if tried.len() >= max_attempts || (reached_backend && !may_resend) {
+                    break;
+                }
             }
-            // Bytes that never left cannot have done anything: always safe
-            // to send elsewhere. Otherwise the pool's retry policy decides.
-            let reached_backend = kind != FailureKind::Connect;
-            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                return own_error(table, StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT);
-            }
-            if tried.len() >= max_attempts || (reached_backend && !may_resend) {
-                break;
-            }
+            own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY)
         }
-        own_error(table, StatusCode::BAD_GATEWAY, BAD_GATEWAY)
     }
+}
+
+/// The request to a target.
+fn upstream_request(
+    body: RequestBody,
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+) -> Request<RequestBody> {
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    request
 }
 
 /// A request body, read into memory when small enough to be sent again.

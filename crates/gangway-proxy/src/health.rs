@@ -86,7 +86,7 @@ pub async fn run_health_checks(table: Arc<ArcSwap<RouteTable>>) {
 }
 
 async fn check_loop(
-    client: UpstreamClient,
+    client: Arc<UpstreamClient>,
     (pool, addr, _, check, upstream): Key,
     state: Arc<TargetState>,
     name: String,

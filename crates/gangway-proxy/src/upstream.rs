@@ -30,7 +30,9 @@ struct Key {
 }
 
 /// A client, or why one cannot be made (a CA file that cannot be read).
-type Made = Result<UpstreamClient, Arc<str>>;
+/// A client is shared, not cloned, per request: it is a few hundred bytes
+/// that would sit in every request's state.
+type Made = Result<Arc<UpstreamClient>, Arc<str>>;
 
 /// The clients by settings.
 #[derive(Default)]
@@ -56,7 +58,7 @@ impl Clients {
         if let Some(client) = current.get(&key) {
             return client.clone();
         }
-        let client = build(t, upstream).map_err(|error| {
+        let client = build(t, upstream).map(Arc::new).map_err(|error| {
             // Logged once: the result, error included, is kept until the
             // configuration changes.
             tracing::error!(%error, "cannot set up TLS to a pool's targets; its requests get 502");

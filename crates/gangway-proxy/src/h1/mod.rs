@@ -153,84 +153,102 @@ impl H1Client {
     /// arrived; the body is read as the caller polls it. `may_resend`: the
     /// pool's retry policy allows sending this request again after it has
     /// reached the target.
-    pub(crate) async fn send(
-        self: &Arc<Self>,
+    ///
+    /// (An `async move` block, not an `async fn`, so that its state keeps
+    /// the request once, and what only makes the head is gone before the
+    /// first wait: the request path's state is copied whole level by level.)
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn send<'a>(
+        self: &'a Arc<Self>,
         addr: SocketAddr,
-        timeouts: &Timeouts,
+        timeouts: &'a Timeouts,
         req: Request<RequestBody>,
         may_resend: bool,
-    ) -> Result<Response<OriginBody>, H1Error> {
-        self.start_reaper(timeouts.idle);
-        let (parts, body) = req.into_parts();
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let (framing, replay) = match body {
-            RequestBody::Replay(bytes) => {
-                let bytes = bytes.unwrap_or_default();
-                let framing =
-                    if bytes.is_empty() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
-                        RequestFraming::None
-                    } else {
-                        RequestFraming::Length(bytes.len() as u64)
-                    };
-                (framing, Ok(bytes))
-            }
-            RequestBody::Stream(body) => match declared_length(&parts.headers) {
-                Some(n) => (RequestFraming::Length(n), Err(RequestBody::Stream(body))),
-                None => (RequestFraming::Chunked, Err(RequestBody::Stream(body))),
-            },
-        };
-        // Whether the request asks the target to switch protocols.
-        let upgrade = parts.headers.contains_key(header::UPGRADE);
-        let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
-        head::encode_request(&mut head, &parts.method, target, &parts.headers, framing);
-        let checkin = || Checkin {
-            client: Arc::downgrade(self),
-            idle_for: timeouts.idle,
-            max_idle: timeouts.max_idle_per_target,
-        };
-        match replay {
-            Ok(bytes) => {
-                head.extend_from_slice(&bytes);
-                let head = Bytes::from(head);
-                // A reused connection may have been closed by the target
-                // just as it was taken: if it broke before any byte of a
-                // response came back, the request goes once more on a new
-                // connection (what it carried can be sent again). Only
-                // where the pool's retry policy allows it: the request was
-                // written, and the target may have acted on it before it
-                // closed, so a POST must not be sent twice (RFC 9112
-                // §9.3.1.1; `retry = "idempotent"` by default).
-                let conn = self.checkout(addr);
-                let reused = conn.is_some();
-                let conn = match conn {
-                    Some(conn) => conn,
-                    None => connect(addr, timeouts.connect).await?,
-                };
-                match exchange(conn, head.clone(), None, &parts.method, upgrade).await {
-                    Ok((head, conn, pump)) => Ok(respond(head, conn, pump, checkin())),
-                    Err(Failure {
-                        answered: false, ..
-                    }) if reused && may_resend => {
-                        let conn = connect(addr, timeouts.connect).await?;
-                        let (head, conn, pump) = exchange(conn, head, None, &parts.method, upgrade)
-                            .await
-                            .map_err(|f| f.error)?;
-                        Ok(respond(head, conn, pump, checkin()))
+    ) -> impl std::future::Future<Output = Result<Response<OriginBody>, H1Error>> + Send + 'a {
+        async move {
+            self.start_reaper(timeouts.idle);
+            let (method, upgrade, framing, head, replay) = {
+                let (parts, body) = req.into_parts();
+                let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let (framing, replay) = match body {
+                    RequestBody::Replay(bytes) => {
+                        let bytes = bytes.unwrap_or_default();
+                        let framing = if bytes.is_empty()
+                            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+                        {
+                            RequestFraming::None
+                        } else {
+                            RequestFraming::Length(bytes.len() as u64)
+                        };
+                        (framing, Ok(bytes))
                     }
-                    Err(failure) => Err(failure.error),
-                }
-            }
-            Err(body) => {
-                let conn = match self.checkout(addr) {
-                    Some(conn) => conn,
-                    None => connect(addr, timeouts.connect).await?,
+                    RequestBody::Stream(body) => match declared_length(&parts.headers) {
+                        Some(n) => (RequestFraming::Length(n), Err(RequestBody::Stream(body))),
+                        None => (RequestFraming::Chunked, Err(RequestBody::Stream(body))),
+                    },
                 };
-                let pump = Box::new(Pump::new(body, framing == RequestFraming::Chunked));
-                let (head, conn, pump) =
-                    exchange(conn, Bytes::from(head), Some(pump), &parts.method, upgrade)
+                // Whether the request asks the target to switch protocols.
+                let upgrade = parts.headers.contains_key(header::UPGRADE);
+                let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
+                head::encode_request(&mut head, &parts.method, target, &parts.headers, framing);
+                // A body kept for replay goes out with the head, in one write.
+                if let Ok(bytes) = &replay {
+                    head.extend_from_slice(bytes);
+                }
+                (
+                    parts.method,
+                    upgrade,
+                    framing,
+                    Bytes::from(head),
+                    replay.map(drop),
+                )
+            };
+            let checkin = || Checkin {
+                client: Arc::downgrade(self),
+                idle_for: timeouts.idle,
+                max_idle: timeouts.max_idle_per_target,
+            };
+            match replay {
+                Ok(()) => {
+                    // A reused connection may have been closed by the target
+                    // just as it was taken: if it broke before any byte of a
+                    // response came back, the request goes once more on a new
+                    // connection (what it carried can be sent again). Only
+                    // where the pool's retry policy allows it: the request was
+                    // written, and the target may have acted on it before it
+                    // closed, so a POST must not be sent twice (RFC 9112
+                    // §9.3.1.1; `retry = "idempotent"` by default).
+                    let conn = self.checkout(addr);
+                    let reused = conn.is_some();
+                    let conn = match conn {
+                        Some(conn) => conn,
+                        None => connect(addr, timeouts.connect).await?,
+                    };
+                    match exchange(conn, head.clone(), None, &method, upgrade).await {
+                        Ok((head, conn, pump)) => Ok(respond(head, conn, pump, checkin())),
+                        Err(Failure {
+                            answered: false, ..
+                        }) if reused && may_resend => {
+                            let conn = connect(addr, timeouts.connect).await?;
+                            let (head, conn, pump) = exchange(conn, head, None, &method, upgrade)
+                                .await
+                                .map_err(|f| f.error)?;
+                            Ok(respond(head, conn, pump, checkin()))
+                        }
+                        Err(failure) => Err(failure.error),
+                    }
+                }
+                Err(body) => {
+                    let conn = match self.checkout(addr) {
+                        Some(conn) => conn,
+                        None => connect(addr, timeouts.connect).await?,
+                    };
+                    let pump = Box::new(Pump::new(body, framing == RequestFraming::Chunked));
+                    let (head, conn, pump) = exchange(conn, head, Some(pump), &method, upgrade)
                         .await
                         .map_err(|f| f.error)?;
-                Ok(respond(head, conn, pump, checkin()))
+                    Ok(respond(head, conn, pump, checkin()))
+                }
             }
         }
     }
