@@ -115,7 +115,9 @@ impl IdleWatch {
     /// passed, or, if `hear_stop`, when gangway stops.
     pub(crate) fn wait(&self, shard: usize, hear_stop: bool) -> HeadWait<'_> {
         let shard = shard % SHARDS;
-        let deadline = self.millis(Instant::now() + self.timeout);
+        // Saturating: a timeout of years must not overflow.
+        let timeout = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let deadline = self.millis(Instant::now()).saturating_add(timeout);
         let mut s = lock(&self.shards[shard]);
         let slot = Slot {
             waker: None,
@@ -367,6 +369,15 @@ mod tests {
             poll_once(&mut watch.wait(2, true)),
             Poll::Ready(WaitEnd::Stopping)
         );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_of_any_length_is_taken() {
+        let (watch, reaper) = IdleWatch::new(Duration::MAX);
+        tokio::spawn(reaper);
+        let mut wait = watch.wait(0, false);
+        tokio::time::sleep(TICK * 2).await;
+        assert_eq!(poll_once(&mut wait), Poll::Pending);
     }
 
     #[tokio::test]

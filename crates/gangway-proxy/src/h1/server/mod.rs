@@ -318,7 +318,8 @@ fn into_request(
     )
 }
 
-/// Reads until a whole request head is in `buf`.
+/// Reads until a whole request head is in `buf` (`parse`: whether what
+/// is there may hold one already).
 fn poll_head(
     io: &TcpStream,
     buf: &mut BytesMut,
