@@ -29,7 +29,7 @@ use http::{Request, Response, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
@@ -76,7 +76,8 @@ struct Idle {
 #[derive(Debug, Default)]
 pub(crate) struct H1Client {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>, BuildHasherDefault<AddrHasher>>>,
-    reaper_started: AtomicBool,
+    /// The idle reaper's period in milliseconds; 0 until it runs.
+    reaper_every_ms: AtomicU64,
 }
 
 /// Hashes target addresses for the idle lists. The targets come from the
@@ -269,19 +270,35 @@ impl H1Client {
     /// Closes idle connections whose time is up or whose target closed
     /// them, so none lingers after traffic stops.
     fn start_reaper(self: &Arc<Self>, idle_for: Duration) {
-        // A plain load first: this runs on every request, and a swap
-        // would write the shared flag each time.
-        if self.reaper_started.load(Ordering::Relaxed)
-            || self.reaper_started.swap(true, Ordering::Relaxed)
-        {
+        // Half the shortest idle time of the pools that used it: a pool
+        // with a shorter one than the first must not wait for the first's
+        // period.
+        let every = (idle_for / 2)
+            .clamp(Duration::from_secs(1), Duration::from_secs(30))
+            .as_millis() as u64;
+        // A plain load first: this runs on every request, and an update
+        // would write the shared value each time.
+        let current = self.reaper_every_ms.load(Ordering::Relaxed);
+        if current != 0 && current <= every {
             return;
         }
-        let every = (idle_for / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let updated =
+            self.reaper_every_ms
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                    (current == 0 || every < current).then_some(every)
+                });
+        if updated != Ok(0) {
+            // Running already; it takes the new period after its next tick.
+            return;
+        }
         let client = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
             loop {
-                tick.tick().await;
+                let every = match client.upgrade() {
+                    Some(client) => client.reaper_every_ms.load(Ordering::Relaxed),
+                    None => return,
+                };
+                tokio::time::sleep(Duration::from_millis(every)).await;
                 let Some(client) = client.upgrade() else {
                     return;
                 };
@@ -448,6 +465,20 @@ fn respond(
 mod tests {
     use super::*;
     use std::hash::BuildHasher;
+
+    #[tokio::test]
+    async fn the_idle_reaper_runs_at_half_the_shortest_idle_time() {
+        let client = Arc::new(H1Client::default());
+        client.start_reaper(Duration::from_secs(60));
+        assert_eq!(client.reaper_every_ms.load(Ordering::Relaxed), 30_000);
+        client.start_reaper(Duration::from_secs(4));
+        assert_eq!(client.reaper_every_ms.load(Ordering::Relaxed), 2_000);
+        client.start_reaper(Duration::from_secs(90));
+        assert_eq!(client.reaper_every_ms.load(Ordering::Relaxed), 2_000);
+        // At least a second, however short the idle time.
+        client.start_reaper(Duration::from_millis(10));
+        assert_eq!(client.reaper_every_ms.load(Ordering::Relaxed), 1_000);
+    }
 
     /// Neighbouring targets (ports of one host, hosts of one subnet, IPv4
     /// and IPv6) hash apart, in the high bits too (where the table's
