@@ -334,29 +334,16 @@ impl TestCert {
     pub fn self_signed(dir: &TempDir, name: &str) -> TestCert {
         let cert = dir.join(format!("{name}.cert.pem"));
         let key = dir.join(format!("{name}.key.pem"));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
+        self_signed_ec(
             &format!("/CN={name}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{name}"),
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-            "-days",
-            "1",
-            "-keyout",
-            &path_str(&key),
-            "-out",
-            &path_str(&cert),
-        ]);
+            &[
+                &format!("subjectAltName=DNS:{name}"),
+                "basicConstraints=critical,CA:FALSE",
+                "extendedKeyUsage=serverAuth",
+            ],
+            &key,
+            &cert,
+        );
         TestCert::with_ca(cert.clone(), key, cert)
     }
 
@@ -365,27 +352,15 @@ impl TestCert {
     pub fn issued(dir: &TempDir, name: &str) -> TestCert {
         let ca = dir.join(format!("{name}.ca.pem"));
         let ca_key = dir.join(format!("{name}.ca-key.pem"));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
+        self_signed_ec(
             &format!("/CN=gangway test CA for {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-days",
-            "1",
-            "-keyout",
-            &path_str(&ca_key),
-            "-out",
-            &path_str(&ca),
-        ]);
+            &[
+                "basicConstraints=critical,CA:TRUE",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            &ca_key,
+            &ca,
+        );
         let cert = dir.join(format!("{name}.cert.pem"));
         let key = dir.join(format!("{name}.key.pem"));
         let csr = dir.join(format!("{name}.csr"));
@@ -447,6 +422,28 @@ impl TestCert {
 
 fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+/// A self-signed certificate for a fresh P-256 key, valid for a day, with
+/// `subject` and `extensions` (each one `-addext` value).
+fn self_signed_ec(subject: &str, extensions: &[&str], key: &Path, cert: &Path) {
+    let (key, cert) = (path_str(key), path_str(cert));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        subject,
+    ];
+    for extension in extensions {
+        args.extend(["-addext", extension]);
+    }
+    args.extend(["-days", "1", "-keyout", &key, "-out", &cert]);
+    openssl(&args);
 }
 
 fn openssl(args: &[&str]) {
