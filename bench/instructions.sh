@@ -19,11 +19,18 @@
 #
 # Options (environment): INSTR_REQUESTS (N, default 10000),
 # INSTR_PEERS (default "gangway nginx"), INSTR_KEEP (a directory to copy
-# the callgrind profiles to, for callgrind_annotate).
+# the callgrind profiles to, for callgrind_annotate), INSTR_HOSTS (a
+# routing table of that many more hosts, h00001.test ..., each routed like
+# bench.test, and the requests sent to the one in the middle: case 6's
+# table, counted).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${INSTR_REQUESTS:-10000}
+NHOSTS=${INSTR_HOSTS:-0}
+HIT=bench.test
+if ((NHOSTS > 0)); then HIT=$(printf 'h%05d.test' $(((NHOSTS + 1) / 2))); fi
+host_list() { if ((NHOSTS > 0)); then seq -f 'h%05g.test' 1 "$NHOSTS"; fi; }
 N0=2000
 read -r -a PEERS <<<"${INSTR_PEERS:-gangway nginx}"
 GANGWAY=$ROOT/target/release/gangway
@@ -66,6 +73,7 @@ name = "bench"
 hosts = ["bench.test"]
 pool = "backend"
 T
+host_list | awk '{printf "\n[[routes]]\nname = \"r%d\"\nhosts = [\"%s\"]\npool = \"backend\"\n", NR, $1}' >>"$WORK/gangway.toml"
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<T
 worker_processes 1;
@@ -89,7 +97,10 @@ http {
     proxy_set_header X-Forwarded-Proto \$scheme;
     proxy_buffering off;
     server { listen 127.0.0.1:$PPORT default_server; return 404; }
+    server_names_hash_max_size 65536;
+    server_names_hash_bucket_size 64;
     server { listen 127.0.0.1:$PPORT; server_name bench.test; location / { proxy_pass http://backend; } }
+$(host_list | awk -v port="$PPORT" '{printf "    server { listen 127.0.0.1:%s; server_name %s; location / { proxy_pass http://backend; } }\n", port, $1}')
 }
 T
 
@@ -116,7 +127,7 @@ counted_run() {
         ((i == 150)) && { echo "$peer did not start: $(cat "$WORK/$peer.log")" >&2; exit 1; }
         sleep 0.2
     done
-    taskset -c 1 h2load --h1 -n "$requests" -c 64 -t 1 -H ':authority: bench.test' \
+    taskset -c 1 h2load --h1 -n "$requests" -c 64 -t 1 -H ":authority: $HIT" \
         "http://127.0.0.1:$PPORT/" >"$WORK/h2load.log" 2>&1
     grep -q "$requests succeeded" "$WORK/h2load.log" || { echo "$peer: requests failed: $(cat "$WORK/h2load.log")" >&2; exit 1; }
     kill -INT "$pid" 2>/dev/null || true
@@ -140,5 +151,7 @@ done
 if [[ -n ${INSTR_KEEP:-} ]]; then
     mkdir -p "$INSTR_KEEP" && cp "$WORK"/callgrind.* "$INSTR_KEEP"/
 fi
-echo "user-space instructions per request (callgrind, h2load --h1 -c64, $N requests; commit $(git -C "$ROOT" rev-parse --short HEAD))"
+tables=""
+((NHOSTS > 0)) && tables="; $NHOSTS more hosts, requests to $HIT"
+echo "user-space instructions per request (callgrind, h2load --h1 -c64, $N requests$tables; commit $(git -C "$ROOT" rev-parse --short HEAD))"
 cat "$WORK/table"
