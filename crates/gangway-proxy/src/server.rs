@@ -58,11 +58,11 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
     // under `http1_watch` (the header timeout, the stop signal), and are
     // counted by their references to it for the shutdown grace period,
     // since `GracefulShutdown` cannot watch them.
-    let http1_only = listener.tls.is_none() && !listener.h2c;
-    let (http1_watch, reaper) = IdleWatch::new(proxy.settings.header_timeout);
-    if http1_only {
+    let http1_watch = (listener.tls.is_none() && !listener.h2c).then(|| {
+        let (watch, reaper) = IdleWatch::new(proxy.settings.header_timeout);
         tokio::spawn(reaper);
-    }
+        watch
+    });
     let max_connections = proxy.settings.max_connections;
     let header_timeout = proxy.settings.header_timeout;
     let mut last_limit_warning: Option<std::time::Instant> = None;
@@ -98,8 +98,8 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             local_port,
             trusted: proxy.trusts(ip),
         });
-        if http1_only {
-            let watch = Arc::clone(&http1_watch);
+        if let Some(watch) = &http1_watch {
+            let watch = Arc::clone(watch);
             tokio::spawn(serve_connection(open, conn, Arc::new(stream), watch));
             continue;
         }
@@ -146,10 +146,15 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
         }
     }
     drop(socket);
-    http1_watch.stop();
+    if let Some(watch) = &http1_watch {
+        watch.stop();
+    }
     let drained = async {
         graceful.shutdown().await;
-        while Arc::strong_count(&http1_watch) > 1 {
+        while http1_watch
+            .as_ref()
+            .is_some_and(|w| Arc::strong_count(w) > 1)
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
