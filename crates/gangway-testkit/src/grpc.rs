@@ -364,21 +364,12 @@ impl TestCert {
         let cert = dir.join(format!("{name}.cert.pem"));
         let key = dir.join(format!("{name}.key.pem"));
         let csr = dir.join(format!("{name}.csr"));
-        openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &path_str(&key),
-            "-out",
-            &path_str(&csr),
-        ]);
+        let subject = format!("/CN={name}");
+        let (key_path, csr_path) = (path_str(&key), path_str(&csr));
+        let mut args = vec!["req", "-new"];
+        args.extend(NEW_P256_KEY);
+        args.extend(["-subj", &subject, "-keyout", &key_path, "-out", &csr_path]);
+        openssl(&args);
         let ext = dir.join(format!("{name}.ext"));
         std::fs::write(
             &ext,
@@ -424,21 +415,22 @@ fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// openssl's arguments for a fresh, unencrypted P-256 key.
+const NEW_P256_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// A self-signed certificate for a fresh P-256 key, valid for a day, with
 /// `subject` and `extensions` (each one `-addext` value).
 fn self_signed_ec(subject: &str, extensions: &[&str], key: &Path, cert: &Path) {
     let (key, cert) = (path_str(key), path_str(cert));
-    let mut args = vec![
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        subject,
-    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(NEW_P256_KEY);
+    args.extend(["-subj", subject]);
     for extension in extensions {
         args.extend(["-addext", extension]);
     }
