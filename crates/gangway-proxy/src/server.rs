@@ -2,7 +2,7 @@
 //! in plain text or over TLS.
 
 use crate::client_body::IncomingBody;
-use crate::h1::server::{serve_connection, IdleWatch};
+use crate::h1::server::{idle_watch, serve_connection};
 use crate::h2_streams::{serve_with_streams, StreamExecutor};
 use crate::handler::{Connection, Proxy};
 use crate::headers::ClientInfo;
@@ -59,7 +59,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
     // counted by their references to it for the shutdown grace period,
     // since `GracefulShutdown` cannot watch them.
     let http1_watch = (listener.tls.is_none() && !listener.h2c).then(|| {
-        let (watch, reaper) = IdleWatch::new(proxy.settings.header_timeout);
+        let (watch, reaper) = idle_watch(proxy.settings.header_timeout);
         tokio::spawn(reaper);
         watch
     });

@@ -1501,3 +1501,58 @@ fn sigterm_finishes_the_request_in_flight() {
         s.g.output()
     );
 }
+
+/// A kept-alive connection that stays idle for more than a second is
+/// parked (its task ends; the watch keeps the socket, see
+/// `h1/server/idle.rs`). From the client's side nothing changes: fifty
+/// connections idle past that second are all served again, in order; a
+/// parked connection still closes at the header timeout and not before;
+/// and SIGTERM closes parked connections at once.
+#[test]
+fn connections_idle_past_a_second_are_still_served() {
+    let mut s = Setup::start_with(&[("GANGWAY_HEADER_TIMEOUT", "4s")]);
+    // Past the second, and a tick of the reaper.
+    let parked = Duration::from_millis(1_600);
+    let mut clients: Vec<Client> = (0..50).map(|_| s.client()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&get(&format!("/first/{i}")));
+        let r = c.response("a request before the idle time");
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    thread::sleep(parked);
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&get(&format!("/after-idle/{i}")));
+        let r = c.response("a request on a connection idle past a second");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.text(), format!("GET /after-idle/{i}"), "{r:?}");
+    }
+
+    let mut idle = s.client();
+    idle.send(&get("/before-timeout"));
+    let r = idle.response("a request before the header timeout");
+    assert_eq!(r.status, 200, "{r:?}");
+    let took = idle.expect_closed(STEP, "a parked connection at its header timeout");
+    assert!(
+        took >= Duration::from_millis(3_500),
+        "a parked connection was closed after {took:?}, before the 4 s header timeout"
+    );
+
+    // The fifty are parked again: a stop closes them at once.
+    thread::sleep(parked);
+    let stopped = Instant::now();
+    s.g.terminate();
+    for c in &mut clients {
+        c.expect_closed(STEP, "a parked connection when gangway stops");
+    }
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "parked connections were closed {:?} after SIGTERM, not at once",
+        stopped.elapsed()
+    );
+    let exit = s.g.wait_exit(WAIT);
+    assert!(
+        exit.is_some_and(|e| e.success()),
+        "gangway did not exit with success: {exit:?}\n{}",
+        s.g.output()
+    );
+}

@@ -17,6 +17,7 @@ mod response;
 
 pub(crate) use body::H1RequestBody;
 pub(crate) use idle::IdleWatch;
+use idle::Parked;
 pub(crate) use request::MAX_HEAD;
 
 use crate::client_body::IncomingBody;
@@ -26,7 +27,7 @@ use crate::handler::{Connection, Proxy};
 use crate::server::OpenConnection;
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request};
-use idle::{HeadWait, WaitEnd};
+use idle::{HeadWait, Ticket, WaitEnd};
 use request::{parse_request, BodyFraming, Refusal, RequestHead};
 use response::{encode_head, refusal, write_response, Answering};
 use std::collections::VecDeque;
@@ -47,6 +48,11 @@ const LINGER: Duration = Duration::from_secs(2);
 /// The most bytes read while lingering.
 const LINGER_BYTES: usize = 1024 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// How long a connection waits for a request head in its own task before
+/// it is parked (see [`idle`]): long enough that a client between two
+/// requests of one page does not pay for parking, short enough that idle
+/// keep-alive connections hold almost nothing.
+const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// The client's side of a connection switched by a `101`, for the
 /// handler that joins it with the target's side. (In a request's
@@ -72,6 +78,8 @@ enum Next {
     TimedOut(bool),
     /// gangway is shutting down and the connection was idle.
     Stopping,
+    /// The connection has waited long enough to be parked.
+    Park(Ticket),
 }
 
 /// Serves requests on one client connection until either side closes it.
@@ -107,6 +115,19 @@ pub(crate) fn serve_connection(
                 };
                 match reading.await {
                     Next::Head(head) => head,
+                    Next::Park(ticket) => {
+                        // The watch keeps the socket, its client and its
+                        // count; this task ends.
+                        let parked = Arc::try_unwrap(io)
+                            .ok()
+                            .and_then(|io| io.into_std().ok())
+                            .map(|stream| Parked {
+                                stream,
+                                client: conn.client,
+                                open,
+                            });
+                        return watch.park(ticket, parked);
+                    }
                     // Boxed, as is all the rest that is not waiting for a
                     // request, so that an idle connection keeps no room for it.
                     other => return Box::pin(end(other, &io, conn.client.ip)).await,
@@ -178,10 +199,49 @@ impl Future for HeadRead<'_> {
         if let Poll::Ready(next) = poll_head(this.io, this.buf, &mut this.parse, cx) {
             return Poll::Ready(next);
         }
-        Pin::new(&mut this.wait).poll(cx).map(|end| match end {
-            WaitEnd::Expired => Next::TimedOut(!this.buf.is_empty()),
-            WaitEnd::Stopping => Next::Stopping,
-        })
+        match ready!(Pin::new(&mut this.wait).poll(cx)) {
+            WaitEnd::Expired => Poll::Ready(Next::TimedOut(!this.buf.is_empty())),
+            WaitEnd::Stopping => Poll::Ready(Next::Stopping),
+            WaitEnd::Park if this.buf.is_empty() => Poll::Ready(Next::Park(this.wait.hand_over())),
+            // Part of a request came since the wait began: it is read on
+            // here (the wait's waker and the socket's are in place).
+            WaitEnd::Park => {
+                this.wait.decline_park();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A watch for a listener's connections waiting for request heads, and
+/// its reaper (to be spawned): waits end after `header_timeout`, and
+/// connections waiting longer than [`PARK_AFTER`] are parked and served
+/// again by a task of their own when their client sends something.
+pub(crate) fn idle_watch(
+    header_timeout: Duration,
+) -> (Arc<IdleWatch>, impl Future<Output = ()> + Send) {
+    IdleWatch::new(header_timeout, PARK_AFTER, resume)
+}
+
+/// Serves a parked connection whose client sent something.
+fn resume(parked: Parked, watch: Arc<IdleWatch>) {
+    let Parked {
+        stream,
+        client,
+        open,
+    } = parked;
+    match TcpStream::from_std(stream) {
+        Ok(io) => {
+            tokio::spawn(serve_connection(
+                open,
+                Connection::new(client),
+                Arc::new(io),
+                watch,
+            ));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "a parked connection could not be served again and is closed")
+        }
     }
 }
 
@@ -205,7 +265,7 @@ async fn end(next: Next, io: &TcpStream, client: std::net::IpAddr) {
             reason = "no complete request head within the header timeout (GANGWAY_HEADER_TIMEOUT)",
             "connection closed"
         ),
-        Next::Head(_) | Next::Closed | Next::TimedOut(false) | Next::Stopping => {}
+        Next::Head(_) | Next::Park(_) | Next::Closed | Next::TimedOut(false) | Next::Stopping => {}
     }
 }
 
@@ -411,10 +471,104 @@ mod tests {
             local_port: 0,
             trusted: false,
         });
-        let (watch, _) = IdleWatch::new(Duration::from_secs(1));
+        let (watch, _) = idle_watch(Duration::from_secs(1));
         let served = serve_connection(open, conn, Arc::new(stream), watch);
         let size = std::mem::size_of_val(&served);
         assert!(size <= 152, "the connection's future is {size} bytes");
         drop((served, client));
+    }
+
+    /// Reads one response (its head and a body of `Content-Length`
+    /// bytes) from a blocking socket whose reads are bounded; its head.
+    fn read_response(client: &mut std::net::TcpStream) -> String {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            assert_eq!(client.read(&mut byte).unwrap(), 1, "a whole head");
+            got.push(byte[0]);
+        }
+        let head = String::from_utf8(got).unwrap();
+        let length = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|n| n.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        client.read_exact(&mut vec![0u8; length]).unwrap();
+        head
+    }
+
+    /// A keep-alive connection that waits for its next request longer
+    /// than [`PARK_AFTER`] gives up its task, stays open and counted, and
+    /// is served again when the request comes.
+    #[tokio::test]
+    async fn an_idle_connection_is_parked_and_served_again() {
+        const BOUND: Duration = Duration::from_secs(10);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_read_timeout(Some(BOUND)).unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let proxy = Arc::new(Proxy::new(
+            Arc::new(ArcSwap::from_pointee(Default::default())),
+            Default::default(),
+        ));
+        let (watch, reaper) = idle_watch(Duration::from_secs(30));
+        tokio::spawn(reaper);
+        let open = crate::server::OpenConnection::count(&proxy, 1).unwrap();
+        let conn = Connection::new(ClientInfo {
+            ip: peer.ip(),
+            https: false,
+            local_port: 0,
+            trusted: false,
+        });
+        let served = tokio::spawn(serve_connection(
+            open,
+            conn,
+            Arc::new(stream),
+            Arc::clone(&watch),
+        ));
+        let request = b"GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n";
+
+        let ask = |mut client: std::net::TcpStream| {
+            tokio::task::spawn_blocking(move || {
+                std::io::Write::write_all(&mut client, request).unwrap();
+                let head = read_response(&mut client);
+                (client, head)
+            })
+        };
+        let (client, first) = ask(client).await.unwrap();
+        assert!(first.starts_with("HTTP/1.1 "), "{first}");
+        let began = std::time::Instant::now();
+        let ended = tokio::time::timeout(BOUND, served).await;
+        assert!(matches!(ended, Ok(Ok(()))), "the task ended");
+        assert!(began.elapsed() >= PARK_AFTER - Duration::from_millis(100));
+        assert_eq!(watch.parked_now(), 1);
+        assert_eq!(
+            proxy
+                .open_connections
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+
+        let (client, second) = ask(client).await.unwrap();
+        assert_eq!(first.lines().next(), second.lines().next());
+        assert_eq!(watch.parked_now(), 0);
+        drop(client);
+        let uncounted = tokio::time::timeout(BOUND, async {
+            while proxy
+                .open_connections
+                .load(std::sync::atomic::Ordering::SeqCst)
+                > 0
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        assert!(
+            uncounted.await.is_ok(),
+            "the closed connection is uncounted"
+        );
     }
 }
