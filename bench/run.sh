@@ -796,7 +796,10 @@ idle_case() {
         kill -0 "$idle_pid" 2>/dev/null || break
         sleep 0.1
     done
-    sleep 1 # let the proxy finish with the last ones
+    # Let the proxy finish with the last ones, and hold them idle long
+    # enough that every connection has been idle for 2 s (gangway parks
+    # connections idle for a second; the others keep what they hold).
+    sleep 2
     after=$(mem_kb "$pid" VmRSS)
     line=$(cat "$ready" 2>/dev/null || echo "opened 0 failed 0 seconds 0")
     stop_pid "$idle_pid"
