@@ -715,9 +715,18 @@ url() { echo "http://127.0.0.1:${PORT[$1.$2]}/${3:-}"; }
 round() {
     local p
     log "round $ROUND/$ROUNDS"
-    # 1. small responses, keep-alive HTTP/1.1
+    # 1. small responses, keep-alive HTTP/1.1; each peer's run followed at
+    # once by 6. (the big routing table) and 7. (route changes during the
+    # same load), whose figures are ratios to this run: pairs measured
+    # back to back, so that the machine's drift over a round does not
+    # enter them.
     measure 1 backend "$BACKEND_PID" wrk_load -H "Host: $HOST_HEADER" "http://127.0.0.1:$BACKEND_PORT/"
-    for p in "${PEERS[@]}"; do measure 1 "$p" "${PID[$p.main]}" wrk_load -H "Host: $HOST_HEADER" "$(url "$p" main)"; done
+    for p in "${PEERS[@]}"; do
+        measure 1 "$p" "${PID[$p.main]}" wrk_load -H "Host: $HOST_HEADER" "$(url "$p" main)"
+        measure 6 "$p" "${PID[$p.hosts]}" wrk_load -H "Host: $HIT_HOST" "$(url "$p" hosts)"
+        churn_run "$p" churn
+    done
+    if ((PEER_DOCKER)); then churn_run gangway docker; fi
     # 1 with access logs on
     for p in "${PEERS[@]}"; do measure 1L "$p" "${PID[$p.logs]}" wrk_load -H "Host: $HOST_HEADER" "$(url "$p" logs)"; done
     # 2. HTTPS keep-alive; new TLS connections (one request each)
@@ -729,11 +738,6 @@ round() {
     # 4. 1 MiB responses
     measure 4 backend "$BACKEND_PID" wrk_load -H "Host: $HOST_HEADER" "http://127.0.0.1:$BACKEND_PORT/1m"
     for p in "${PEERS[@]}"; do measure 4 "$p" "${PID[$p.main]}" wrk_load -H "Host: $HOST_HEADER" "$(url "$p" main 1m)"; done
-    # 6. the big routing table (its 1-host twin is case 1)
-    for p in "${PEERS[@]}"; do measure 6 "$p" "${PID[$p.hosts]}" wrk_load -H "Host: $HIT_HOST" "$(url "$p" hosts)"; done
-    # 7. route changes during case 1's load
-    for p in "${PEERS[@]}"; do churn_run "$p" churn; done
-    if ((PEER_DOCKER)); then churn_run gangway docker; fi
 }
 
 churn_run() {
@@ -826,6 +830,21 @@ median() {
 sum_col() {
     if [[ -s $1 ]]; then awk -v col="$2" '{s += $col} END {print s + 0}' "$1"; else echo "n/a"; fi
 }
+# The median over the rounds of file $1's column 1 over file $2's, round by
+# round (both have a line per round, in order); "n/a" without pairs.
+paired_ratio() {
+    [[ -s $1 && -s $2 ]] || { echo "n/a"; return; }
+    paste -d ' ' <(awk '{print $1}' "$1") <(awk '{print $1}' "$2") |
+        awk 'NF == 2 && $2 > 0 {print $1 / $2}' | sort -g |
+        awk '{v[NR] = $1} END {
+            if (NR == 0) { print "n/a"; exit }
+            if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%.2f", m }'
+}
+# Throughput lost: 1 - paired_ratio, in percent.
+lost_pct() {
+    awk -v r="$(paired_ratio "$1" "$2")" 'BEGIN {if (r == "n/a") print "n/a"; else printf "%.1f", 100 * (1 - r)}'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
@@ -880,7 +899,7 @@ idle_table() {
 }
 
 hosts_table() {
-    local t f one ten nginx_v
+    local t f ten nginx_v
     nginx_v=$(median "$WORK/res/6.nginx" 1)
     echo "### 6. $NHOSTS hosts vs 1 host (hit: $HIT_HOST)"
     echo
@@ -889,14 +908,14 @@ hosts_table() {
     for t in "${PEERS[@]}"; do
         f=$WORK/res/6.$t
         [[ -s $f ]] || continue
-        ten=$(median "$f" 1) one=$(median "$WORK/res/1.$t" 1)
-        echo "| $t | $(median "$f" 1 %.0f) | $(median "$WORK/res/1.$t" 1 %.0f) | $(ratio "$ten" "$one") | $(median "$f" 3 %.3f) | $(median "$f" 4 %.2f) | $(rss_of "$t" hosts) | $(ratio "$ten" "$nginx_v") | $(sum_col "$f" 5) |"
+        ten=$(median "$f" 1)
+        echo "| $t | $(median "$f" 1 %.0f) | $(median "$WORK/res/1.$t" 1 %.0f) | $(paired_ratio "$f" "$WORK/res/1.$t") | $(median "$f" 3 %.3f) | $(median "$f" 4 %.2f) | $(rss_of "$t" hosts) | $(ratio "$ten" "$nginx_v") | $(sum_col "$f" 5) |"
     done
     echo
 }
 
 churn_table() {
-    local t f c one during lost nginx_v
+    local t f c lost nginx_v
     nginx_v=$(median "$WORK/res/7.nginx" 1)
     echo "### 7. route changes during case 1's load ($CHURN_RATE a second asked)"
     echo
@@ -913,8 +932,7 @@ churn_table() {
             haproxy) how="runtime API add/del map (no reload)" ;;
             caddy) how="admin API PATCH (config reload)" ;;
         esac
-        during=$(median "$f" 1) one=$(median "$WORK/res/1.$base" 1)
-        lost=$(awk -v a="$during" -v b="$one" 'BEGIN {if (b + 0 == 0) print "n/a"; else printf "%.1f %%", 100 * (1 - a / b)}')
+        lost="$(lost_pct "$f" "$WORK/res/1.$base") %"
         local applied="-"
         [[ $t == gangway* || $t == nginx ]] && applied=$(sum_col "$c" 4)
         echo "| $t | $how | $(median "$f" 1 %.0f) | $(median "$WORK/res/1.$base" 1 %.0f) | $lost | $(median "$f" 3 %.3f) | $(median "$f" 4 %.2f) | $(median "$c" 3 %.1f) | $(sum_col "$c" 2) | $applied | $(sum_col "$f" 5) |"
@@ -960,14 +978,14 @@ summary_table() {
     echo "| 4 | 1 MiB responses >= 0.95x nginx | $(printf '%.0f' "$g") MiB/s | $(printf '%.0f' "$n") MiB/s | $(awk -v g="$g" -v n="$n" 'BEGIN {print (g >= 0.95 * n) ? "yes" : "no"}') |"
     g=$(median "$WORK/res/5.gangway" 1 %.0f) n=$(median "$WORK/res/5.nginx" 1 %.0f)
     echo "| 5 | bytes per idle connection <= nginx | $g | $n | $(awk -v g="$g" -v n="$n" 'BEGIN {print (g != "n/a" && g <= n) ? "yes" : "no"}') |"
-    g=$(ratio "$(median "$WORK/res/6.gangway" 1)" "$(median "$WORK/res/1.gangway" 1)")
-    n=$(ratio "$(median "$WORK/res/6.nginx" 1)" "$(median "$WORK/res/1.nginx" 1)")
+    g=$(paired_ratio "$WORK/res/6.gangway" "$WORK/res/1.gangway")
+    n=$(paired_ratio "$WORK/res/6.nginx" "$WORK/res/1.nginx")
     echo "| 6 | $NHOSTS hosts >= 0.95x of 1 host | $g | $n | $(awk -v g="$g" 'BEGIN {print (g != "n/a" && g >= 0.95) ? "yes" : "no"}') |"
     local ge gl ne nl
     ge=$(sum_col "$WORK/res/7.gangway" 5)
-    gl=$(awk -v a="$(median "$WORK/res/7.gangway" 1)" -v b="$(median "$WORK/res/1.gangway" 1)" 'BEGIN {printf "%.1f", b + 0 ? 100 * (1 - a / b) : 0}')
+    gl=$(lost_pct "$WORK/res/7.gangway" "$WORK/res/1.gangway")
     ne=$(sum_col "$WORK/res/7.nginx" 5)
-    nl=$(awk -v a="$(median "$WORK/res/7.nginx" 1)" -v b="$(median "$WORK/res/1.nginx" 1)" 'BEGIN {printf "%.1f", b + 0 ? 100 * (1 - a / b) : 0}')
+    nl=$(lost_pct "$WORK/res/7.nginx" "$WORK/res/1.nginx")
     echo "| 7 | route changes: 0 errors, < 5 % lost | $ge errors, $gl % lost | $ne errors, $nl % lost | $(awk -v e="$ge" -v l="$gl" 'BEGIN {print (e == 0 && l < 5) ? "yes" : "no"}') |"
     echo
 }
