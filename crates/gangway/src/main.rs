@@ -7,6 +7,7 @@ mod admin;
 mod commands;
 mod config_file;
 mod listeners;
+mod log_format;
 mod log_output;
 mod routing;
 mod settings;
@@ -75,12 +76,7 @@ fn init_logging(settings: &Settings, out: log_output::BatchedStdout) {
         .with_env_filter(filter)
         .with_writer(out);
     match settings.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
+        LogFormat::Json => builder.event_format(log_format::JsonLines).init(),
         LogFormat::Text => builder.init(),
     }
 }
