@@ -22,12 +22,14 @@
 # the callgrind profiles to, for callgrind_annotate), INSTR_HOSTS (a
 # routing table of that many more hosts, h00001.test ..., each routed like
 # bench.test, and the requests sent to the one in the middle: case 6's
-# table, counted).
+# table, counted), INSTR_LOGS=1 (access logs on, as in case 1's second
+# figure: gangway RUST_LOG=info to a file, nginx's access_log combined).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${INSTR_REQUESTS:-10000}
 NHOSTS=${INSTR_HOSTS:-0}
+LOGS=${INSTR_LOGS:-0}
 HIT=bench.test
 if ((NHOSTS > 0)); then HIT=$(printf 'h%05d.test' $(((NHOSTS + 1) / 2))); fi
 host_list() { if ((NHOSTS > 0)); then seq -f 'h%05g.test' 1 "$NHOSTS"; fi; }
@@ -49,6 +51,8 @@ fi
 (cd "$ROOT" && cargo build --release --locked -q -p gangway -p gangway-bench-backend)
 
 WORK=$(mktemp -d /tmp/gangway-instr.XXXXXX)
+GANGWAY_LEVEL=warn NGINX_ACCESS=off
+if ((LOGS)); then GANGWAY_LEVEL=info NGINX_ACCESS="$WORK/access.log combined"; fi
 BACKEND_PID=""
 cleanup() {
     [[ -n $BACKEND_PID ]] && kill "$BACKEND_PID" 2>/dev/null
@@ -83,7 +87,7 @@ pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    access_log $NGINX_ACCESS;
     client_body_temp_path $WORK/nginx/cb; proxy_temp_path $WORK/nginx/p;
     fastcgi_temp_path $WORK/nginx/f; uwsgi_temp_path $WORK/nginx/u; scgi_temp_path $WORK/nginx/s;
     keepalive_requests 1000000;
@@ -113,7 +117,7 @@ counted_run() {
     case $peer in
     gangway)
         GANGWAY_CONFIG=$WORK/gangway.toml HTTP_PORT=$PPORT CONTROL_PLANE_ADDR=127.0.0.1:$APORT \
-            DOCKER_HOST=unix://$WORK/no-docker.sock GANGWAY_WORKERS=1 RUST_LOG=warn \
+            DOCKER_HOST=unix://$WORK/no-docker.sock GANGWAY_WORKERS=1 RUST_LOG=$GANGWAY_LEVEL \
             taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" "$GANGWAY" >"$WORK/$peer.log" 2>&1 &
         ;;
     nginx)

@@ -3,6 +3,7 @@
 
 use crate::client_body::ClientBody;
 use crate::h1::OriginBody;
+use crate::handler::{ip_text, socket_text, IP_TEXT, SOCKET_TEXT};
 use bytes::{Bytes, BytesMut};
 use gangway_router::PoolEntry;
 use http::{Method, Uri};
@@ -203,18 +204,24 @@ impl AccessRecord {
             .upstream
             .as_ref()
             .and_then(|(pool, i)| pool.targets().get(*i));
+        // Addresses as text without `core::fmt` (a tenth of the cost).
+        let mut client = [0u8; IP_TEXT];
+        let client = std::str::from_utf8(ip_text(self.client, &mut client)).unwrap_or_default();
+        let mut upstream = [0u8; SOCKET_TEXT];
+        let upstream = target
+            .map(|t| std::str::from_utf8(socket_text(t.addr, &mut upstream)).unwrap_or_default());
         // The query string is left out on purpose: it often carries tokens.
         tracing::info!(
             target: "access",
-            client = %self.client,
-            method = %self.method,
+            client,
+            method = self.method.as_str(),
             host = &*self.host,
             path = self.uri.path(),
             request_id = self.request_id.to_str().unwrap_or_default(),
             status = self.status,
             bytes = self.bytes,
             duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
-            upstream = target.map(|t| tracing::field::display(t.addr)),
+            upstream,
             container = target.map(|t| &*t.name),
             "request"
         );

@@ -44,7 +44,9 @@ pub struct Connection {
 }
 
 /// Room for the longest text of an address (IPv6 with an embedded IPv4).
-const IP_TEXT: usize = 45;
+pub(crate) const IP_TEXT: usize = 45;
+/// Room for the longest text of a socket address (`[IPv6%scope]:port`).
+pub(crate) const SOCKET_TEXT: usize = IP_TEXT + 19;
 
 impl Connection {
     /// Describes a newly accepted connection.
@@ -65,7 +67,7 @@ impl Connection {
 
 /// `ip` in its usual text form, written into `text`. IPv4 without the
 /// formatting machinery, which costs ten times as much.
-fn ip_text(ip: std::net::IpAddr, text: &mut [u8; IP_TEXT]) -> &[u8] {
+pub(crate) fn ip_text(ip: std::net::IpAddr, text: &mut [u8; IP_TEXT]) -> &[u8] {
     let written = match ip {
         std::net::IpAddr::V4(v4) => {
             let mut at = 0;
@@ -93,6 +95,37 @@ fn ip_text(ip: std::net::IpAddr, text: &mut [u8; IP_TEXT]) -> &[u8] {
             // Cannot fail: every address fits.
             let _ = write!(rest, "{v6}");
             IP_TEXT - rest.len()
+        }
+    };
+    &text[..written]
+}
+
+/// `addr` as std writes it, into `text`: an IPv4 one without the
+/// formatting machinery (for the access log's `upstream`).
+pub(crate) fn socket_text(addr: std::net::SocketAddr, text: &mut [u8; SOCKET_TEXT]) -> &[u8] {
+    let written = match addr {
+        std::net::SocketAddr::V4(v4) => {
+            let mut ip = [0u8; IP_TEXT];
+            let ip = ip_text(std::net::IpAddr::V4(*v4.ip()), &mut ip);
+            text[..ip.len()].copy_from_slice(ip);
+            text[ip.len()] = b':';
+            let mut at = ip.len() + 1;
+            let port = v4.port();
+            let digits = port.checked_ilog10().unwrap_or(0) as usize + 1;
+            let mut rest = port;
+            for i in (0..digits).rev() {
+                text[at + i] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            at += digits;
+            at
+        }
+        std::net::SocketAddr::V6(v6) => {
+            use std::io::Write as _;
+            let mut rest = &mut text[..];
+            // Cannot fail: every address fits.
+            let _ = write!(rest, "{v6}");
+            SOCKET_TEXT - rest.len()
         }
     };
     &text[..written]
@@ -1081,6 +1114,21 @@ mod tests {
         for octet in 0..=255u8 {
             let ip = std::net::IpAddr::from([octet, octet, 0, 255]);
             assert_eq!(ip_text(ip, &mut text), ip.to_string().as_bytes(), "{ip}");
+        }
+        let mut text = [0; SOCKET_TEXT];
+        for addr in [
+            "0.0.0.0:0",
+            "127.0.0.1:9",
+            "10.20.30.40:80",
+            "192.168.100.255:8080",
+            "255.255.255.255:65535",
+            "9.99.100.199:10000",
+            "[::1]:443",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535",
+        ] {
+            let addr: std::net::SocketAddr = addr.parse().unwrap();
+            let written = socket_text(addr, &mut text);
+            assert_eq!(written, addr.to_string().as_bytes(), "{addr}");
         }
     }
 

@@ -1060,7 +1060,10 @@ mod tests {
         let proxy = proxy();
         let (client, parked) = connection(&proxy).await;
         let mut wait = watch.wait(6, true);
-        assert_eq!(tokio::time::timeout(BOUND, &mut wait).await, Ok(WaitEnd::Park));
+        assert_eq!(
+            tokio::time::timeout(BOUND, &mut wait).await,
+            Ok(WaitEnd::Park)
+        );
         // Expired between the ask and the hand-over.
         tokio::time::sleep(timeout + TICK * 2).await;
         let ticket = wait.hand_over();
@@ -1071,7 +1074,10 @@ mod tests {
         assert_eq!(proxy.open_connections.load(Ordering::SeqCst), 0);
         // The slot went back once: the wait begun in between kept its own.
         let s = lock(&watch.shards[6]);
-        assert_eq!((s.waiting.len, s.free.len(), s.slots.iter().count()), (1, 1, 2));
+        assert_eq!(
+            (s.waiting.len, s.free.len(), s.slots.iter().count()),
+            (1, 1, 2)
+        );
         drop(s);
         drop(other);
     }
