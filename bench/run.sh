@@ -581,6 +581,15 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # CPU ticks (user + system) of a process, of its children it reaped (nginx
 # workers that exited at a reload) and of its live descendants.
+# CPU ticks used so far by dockerd, containerd and the containers' shims.
+docker_daemon_ticks() {
+    local pid total=0
+    for pid in $(pgrep -x dockerd) $(pgrep -x containerd) $(pgrep -f containerd-shim); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+
 cpu_ticks() {
     local pid=$1 total kid
     total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat" 2>/dev/null || echo 0)
@@ -757,7 +766,16 @@ churn_run() {
     [[ $p == gangway ]] && snap0=$(gangway_snapshot "$inst")
     [[ $p == nginx ]] && snap0=$(nginx_reloads)
     CHURN_PID=""
+    local docker0=0 started
+    started=$(date +%s%N)
+    [[ $target == gangway-docker ]] && docker0=$(docker_daemon_ticks)
     measure 7 "$target" "${PID[$p.$inst]}" wrk_load -H "Host: $HOST_HEADER" "$(url "$p" "$inst")"
+    if [[ $target == gangway-docker ]]; then
+        # The Docker daemons' CPU over the run, in % of one CPU: they are
+        # not pinned, so they take from the proxy's CPU and the load's.
+        awk -v t="$(($(docker_daemon_ticks) - docker0))" -v hz="$CLK_TCK" -v ns="$(($(date +%s%N) - started))" \
+            'BEGIN {printf "%.0f\n", 100 * t / hz / (ns / 1e9)}' >>"$WORK/res/7docker_cpu"
+    fi
     CHURN_CMD=()
     if [[ -n $CHURN_PID ]]; then wait "$CHURN_PID" 2>/dev/null || true; fi
     [[ $p == gangway ]] && snap1=$(gangway_snapshot "$inst")
@@ -1042,6 +1060,9 @@ report() {
     echo "- gangway reads its configuration file once a second: of the ${CHURN_RATE} rewrites a second only the last of each second is applied ('applied': routing tables gangway published during the runs, from its gangway_snapshot metric; Docker: one per event)."
     echo "- nginx: a reload (SIGHUP, what \`nginx -s reload\` sends) starts a new worker and retires the old one, whose keep-alive connections close: wrk reconnects, and counts an error when a close races a request. 'applied': reloads nginx logged (signals that arrive during a reload are merged)."
     echo "- HAProxy and Caddy apply each change before answering it: 'changes/s done' is their applied rate."
+    if [[ -s $WORK/res/7docker_cpu ]]; then
+        echo "- gangway-docker: during its runs dockerd, containerd and the shims used $(median "$WORK/res/7docker_cpu" 1 %.0f) % of a CPU (median), on either CPU (they are not pinned): taken from the proxy's CPU or the load's, not spent by gangway (its own CPU per request is in the row)."
+    fi
     echo "- peak RSS: VmHWM of the instance's processes (nginx: master + workers) at the end of the rounds, before case 5."
     local best ceil
     best=$(for p in "${PEERS[@]}"; do median "$WORK/res/1.$p" 1; echo; done | sort -g | tail -1)
