@@ -1,6 +1,8 @@
 //! gangway's own HTTP/1.1 server for plain listeners: one task per client
 //! connection reads a request head, hands the request to the handler,
-//! writes the response and waits for the next request.
+//! writes the response and waits for the next request. A connection that
+//! waits longer than a second gives up its task until its client sends
+//! something (`idle.rs`).
 //!
 //! Why not hyper's server (which gangway keeps for TLS and HTTP/2): an
 //! idle keep-alive connection here holds no buffer at all (hyper keeps
