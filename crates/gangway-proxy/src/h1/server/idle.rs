@@ -897,18 +897,23 @@ mod tests {
         (client, parked)
     }
 
-    /// Waits in `watch` until asked to park, and parks `parked` with the
-    /// ticket; when the wait began.
-    async fn wait_and_park(watch: &IdleWatch, shard: usize, parked: Parked) -> Instant {
+    /// A wait in `watch` that has been asked to park (and has lasted for
+    /// that).
+    async fn asked_to_park(watch: &IdleWatch, shard: usize) -> HeadWait<'_> {
         let began = Instant::now();
         let mut wait = watch.wait(shard, true);
         let end = tokio::time::timeout(BOUND, &mut wait).await;
         assert_eq!(end, Ok(WaitEnd::Park));
-        assert!(
-            began.elapsed() >= PARK,
-            "asked to park after {:?}",
-            began.elapsed()
-        );
+        let lasted = began.elapsed();
+        assert!(lasted >= PARK, "asked to park after {lasted:?}");
+        wait
+    }
+
+    /// Waits in `watch` until asked to park, and parks `parked` with the
+    /// ticket; when the wait began.
+    async fn wait_and_park(watch: &IdleWatch, shard: usize, parked: Parked) -> Instant {
+        let began = Instant::now();
+        let mut wait = asked_to_park(watch, shard).await;
         let ticket = wait.hand_over();
         drop(wait);
         watch.park(ticket, Some(parked));
@@ -1002,9 +1007,7 @@ mod tests {
         // of a request) is never asked.
         let deaf = watch.wait(2, false);
         // One that is asked, and turns it down as part of a request came.
-        let mut declined = watch.wait(2, true);
-        let end = tokio::time::timeout(BOUND, &mut declined).await;
-        assert_eq!(end, Ok(WaitEnd::Park));
+        let mut declined = asked_to_park(&watch, 2).await;
         declined.decline_park();
         assert_eq!(poll_once(&mut declined), Poll::Pending);
         // Both still end at their deadline.
@@ -1023,11 +1026,7 @@ mod tests {
         let (watch, _resumed) = parking_watch(timeout);
         let proxy = proxy();
         let (client, parked) = connection(&proxy).await;
-        let mut wait = watch.wait(4, true);
-        assert_eq!(
-            tokio::time::timeout(BOUND, &mut wait).await,
-            Ok(WaitEnd::Park)
-        );
+        let mut wait = asked_to_park(&watch, 4).await;
         let ticket = wait.hand_over();
         drop(wait);
         // The deadline passes while the connection is being handed over.
@@ -1059,11 +1058,7 @@ mod tests {
         let (watch, _resumed) = parking_watch(timeout);
         let proxy = proxy();
         let (client, parked) = connection(&proxy).await;
-        let mut wait = watch.wait(6, true);
-        assert_eq!(
-            tokio::time::timeout(BOUND, &mut wait).await,
-            Ok(WaitEnd::Park)
-        );
+        let mut wait = asked_to_park(&watch, 6).await;
         // Expired between the ask and the hand-over.
         tokio::time::sleep(timeout + TICK * 2).await;
         let ticket = wait.hand_over();

@@ -451,17 +451,10 @@ mod tests {
     use crate::headers::ClientInfo;
     use arc_swap::ArcSwap;
 
-    /// What an idle keep-alive connection costs in gangway's own memory is
-    /// mostly its task: the runtime's header and trailer (80 bytes) and
-    /// this future, aligned to 128 bytes, which the allocator serves from
-    /// blocks of a power of two. At 152 bytes or less the task takes 256;
-    /// one byte more makes it 512.
-    #[tokio::test]
-    async fn an_idle_connection_fits_a_256_byte_task() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap());
-        let (accepted, client) = tokio::join!(listener.accept(), client);
-        let (stream, peer) = accepted.unwrap();
+    /// A proxy without routes, and a connection from `peer` it counts.
+    fn routeless_connection(
+        peer: std::net::SocketAddr,
+    ) -> (Arc<Proxy>, crate::server::OpenConnection, Connection) {
         let proxy = Arc::new(Proxy::new(
             Arc::new(ArcSwap::from_pointee(Default::default())),
             Default::default(),
@@ -473,6 +466,21 @@ mod tests {
             local_port: 0,
             trusted: false,
         });
+        (proxy, open, conn)
+    }
+
+    /// What an idle keep-alive connection costs in gangway's own memory is
+    /// mostly its task: the runtime's header and trailer (80 bytes) and
+    /// this future, aligned to 128 bytes, which the allocator serves from
+    /// blocks of a power of two. At 152 bytes or less the task takes 256;
+    /// one byte more makes it 512.
+    #[tokio::test]
+    async fn an_idle_connection_fits_a_256_byte_task() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, client) = tokio::join!(listener.accept(), client);
+        let (stream, peer) = accepted.unwrap();
+        let (_proxy, open, conn) = routeless_connection(peer);
         let (watch, _) = idle_watch(Duration::from_secs(1));
         let served = serve_connection(open, conn, Arc::new(stream), watch);
         let size = std::mem::size_of_val(&served);
@@ -513,19 +521,9 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.set_read_timeout(Some(BOUND)).unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let proxy = Arc::new(Proxy::new(
-            Arc::new(ArcSwap::from_pointee(Default::default())),
-            Default::default(),
-        ));
+        let (proxy, open, conn) = routeless_connection(peer);
         let (watch, reaper) = idle_watch(Duration::from_secs(30));
         tokio::spawn(reaper);
-        let open = crate::server::OpenConnection::count(&proxy, 1).unwrap();
-        let conn = Connection::new(ClientInfo {
-            ip: peer.ip(),
-            https: false,
-            local_port: 0,
-            trusted: false,
-        });
         let served = tokio::spawn(serve_connection(
             open,
             conn,
