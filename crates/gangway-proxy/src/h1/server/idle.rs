@@ -113,8 +113,8 @@ struct Shard {
 }
 
 /// Slots to the number of waits, in chunks of [`CHUNK`]: a table of N
-/// slots holds at most one chunk more than it needs (a `Vec` holds up to
-/// twice as many, 64 bytes each).
+/// slots holds room for at most one chunk more than it needs (a `Vec`
+/// that doubles, for up to twice as many).
 #[derive(Default)]
 struct Slots(Vec<Vec<Slot>>);
 
