@@ -5,8 +5,8 @@
 //! `level`, the event's fields in order, `target`), made without its
 //! detour through serde: there every field went through `core::fmt` into
 //! serde's string escaping byte by byte, and an access line (one per
-//! request) cost about 27,000 instructions, as much as proxying the
-//! request itself (`INSTR_LOGS=1 bench/instructions.sh`). Here text that
+//! request) cost about 28,000 instructions, as much as proxying the
+//! request itself (`INSTR_LOGS=1 bench/instructions.sh`; 6,400 now). Here text that
 //! needs no escaping is copied whole, numbers are written as numbers, and
 //! the timestamp's date and time of day are formatted once a second.
 
