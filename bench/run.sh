@@ -840,10 +840,15 @@ idle_case() {
 # Median of column $2 of file $1, printed with format $3.
 median() {
     [[ -s $1 ]] || { echo "n/a"; return; }
-    awk -v col="$2" '{print $col}' "$1" | sort -g |
-        awk -v fmt="${3:-%.2f}" '{v[NR] = $1} END {
-            if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf fmt, m }'
+    awk -v col="$2" '{print $col}' "$1" | median_of_lines "${3:-%.2f}"
+}
+# The median of the numbers on standard input, one a line, printed with
+# format $1; "n/a" without any.
+median_of_lines() {
+    sort -g | awk -v fmt="$1" '{v[NR] = $1} END {
+        if (NR == 0) { print "n/a"; exit }
+        if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf fmt, m }'
 }
 sum_col() {
     if [[ -s $1 ]]; then awk -v col="$2" '{s += $col} END {print s + 0}' "$1"; else echo "n/a"; fi
@@ -853,11 +858,7 @@ sum_col() {
 paired_ratio() {
     [[ -s $1 && -s $2 ]] || { echo "n/a"; return; }
     paste -d ' ' <(awk '{print $1}' "$1") <(awk '{print $1}' "$2") |
-        awk 'NF == 2 && $2 > 0 {print $1 / $2}' | sort -g |
-        awk '{v[NR] = $1} END {
-            if (NR == 0) { print "n/a"; exit }
-            if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%.2f", m }'
+        awk 'NF == 2 && $2 > 0 {print $1 / $2}' | median_of_lines %.2f
 }
 # Throughput lost: 1 - paired_ratio, in percent.
 lost_pct() {

@@ -89,13 +89,7 @@ pub(crate) fn ip_text(ip: std::net::IpAddr, text: &mut [u8; IP_TEXT]) -> &[u8] {
             }
             at
         }
-        std::net::IpAddr::V6(v6) => {
-            use std::io::Write as _;
-            let mut rest = &mut text[..];
-            // Cannot fail: every address fits.
-            let _ = write!(rest, "{v6}");
-            IP_TEXT - rest.len()
-        }
+        std::net::IpAddr::V6(v6) => write_display(text, v6),
     };
     &text[..written]
 }
@@ -120,15 +114,19 @@ pub(crate) fn socket_text(addr: std::net::SocketAddr, text: &mut [u8; SOCKET_TEX
             at += digits;
             at
         }
-        std::net::SocketAddr::V6(v6) => {
-            use std::io::Write as _;
-            let mut rest = &mut text[..];
-            // Cannot fail: every address fits.
-            let _ = write!(rest, "{v6}");
-            SOCKET_TEXT - rest.len()
-        }
+        std::net::SocketAddr::V6(v6) => write_display(text, v6),
     };
     &text[..written]
+}
+
+/// Writes `value` (an address, which fits) into `text` with `core::fmt`;
+/// the bytes written.
+fn write_display(text: &mut [u8], value: impl std::fmt::Display) -> usize {
+    use std::io::Write as _;
+    let room = text.len();
+    let mut rest = text;
+    let _ = write!(rest, "{value}");
+    room - rest.len()
 }
 
 /// What the operator decides about clients (the `GANGWAY_*` settings).

@@ -37,18 +37,20 @@ where
             /// The line being made, its room kept from line to line.
             static LINE: RefCell<String> = const { RefCell::new(String::new()) };
         }
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                write_line(&mut line, event);
-                writer.write_str(&line)
-            }
-            // An event logged while a field of another was formatted.
-            Err(_) => {
-                let mut line = String::new();
-                write_line(&mut line, event);
-                writer.write_str(&line)
-            }
+        LINE.with(|kept| {
+            // A fresh line for an event logged while a field of another
+            // was formatted (the kept one is in use then).
+            let mut fresh = String::new();
+            let mut kept = kept.try_borrow_mut();
+            let line = match &mut kept {
+                Ok(kept) => {
+                    kept.clear();
+                    &mut **kept
+                }
+                Err(_) => &mut fresh,
+            };
+            write_line(line, event);
+            writer.write_str(line)
         })
     }
 }
