@@ -301,6 +301,13 @@ impl GrpcServer {
     pub fn lines(&self) -> Vec<String> {
         self.process.lines()
     }
+
+    /// Waits up to `timeout` for a stdout line that `pred` accepts (the
+    /// server writes a call's line as the call ends, which may be after
+    /// the client has seen its end).
+    pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        self.process.wait_for_line(pred, timeout)
+    }
 }
 
 /// The port in `listening on 127.0.0.1:PORT (...)`.

@@ -225,10 +225,9 @@ fn direct_h2c_all_four_methods() {
         let mut c = connect_h2c(&server.target()).await;
         check_all(&mut c, "direct-h2c").await;
     });
-    let lines = server.lines();
     for rpc in ["rpc Say", "rpc Count", "rpc Sum", "rpc Chat"] {
         assert!(
-            lines.iter().any(|l| l.starts_with(rpc)),
+            server.wait_for_line(|l| l.starts_with(rpc), WAIT).is_some(),
             "no {rpc:?} line:\n{}",
             server.output()
         );
