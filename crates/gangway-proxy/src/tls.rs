@@ -1,6 +1,6 @@
 //! Loading the certificate and key that the HTTPS listener presents.
 
-use rustls::crypto::ring;
+use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 pub use rustls::ServerConfig;
@@ -60,7 +60,7 @@ pub enum TlsError {
 pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = read_certs(cert)?;
     let private_key = read_key(key)?;
-    let provider = Arc::new(ring::default_provider());
+    let provider = Arc::new(aws_lc_rs::default_provider());
     let signing_key = provider
         .key_provider
         .load_private_key(private_key)

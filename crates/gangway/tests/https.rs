@@ -1,12 +1,17 @@
 //! HTTPS with a certificate made at test time: HTTP/2 and HTTP/1.1 over
-//! TLS, X-Forwarded-Proto, and a failed handshake logged.
+//! TLS, X-Forwarded-Proto, a failed handshake logged, and the post-quantum
+//! hybrid key exchange.
 
 #![allow(clippy::unwrap_used)] // a panic is the intended test failure
 
 mod common;
 
 use common::*;
-use gangway_testkit::{curl, make_cert, Network, TempDir};
+use gangway_testkit::{curl, make_cert, GangwayBuilder, Network, TempDir};
+use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
+use rustls::NamedGroup;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 
 #[test]
 fn https_serves_http2_and_http1_with_the_configured_certificate() {
@@ -138,4 +143,48 @@ fn plain_http_to_the_https_port_fails_the_handshake_and_is_logged() {
     );
     // gangway keeps serving after failed handshakes.
     assert_eq!(g.get("h1.test", "/").status, 200);
+}
+
+#[test]
+fn the_key_exchange_is_the_post_quantum_hybrid_when_the_client_offers_it() {
+    let dir = TempDir::new();
+    let (cert, key) = make_cert(dir.path(), "pq.test");
+    let file = dir.join("gangway.toml");
+    write_atomic(
+        &file,
+        "[[routes]]\nname = \"hello\"\nhosts = [\"pq.test\"]\nrespond = { body = \"hello\\n\" }\n",
+    );
+    let g = start(
+        GangwayBuilder::new(GANGWAY)
+            .network(NO_NETWORK)
+            .env("GANGWAY_CONFIG", file.to_string_lossy())
+            .https(&cert, &key),
+    );
+
+    // Offered first, as current browsers offer it, X25519MLKEM768 is
+    // chosen; a client that has only X25519 (OpenSSL 3.0's clients) still
+    // gets its answer.
+    for (offered, chosen) in [
+        (&[X25519MLKEM768, X25519][..], NamedGroup::X25519MLKEM768),
+        (&[X25519][..], NamedGroup::X25519),
+    ] {
+        let config = common::tls::pinned_client(&cert, offered, b"http/1.1");
+        let name = rustls::pki_types::ServerName::try_from("pq.test").unwrap();
+        let conn = rustls::ClientConnection::new(config, name).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", g.https_port)).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: pq.test\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !answer.ends_with(b"hello\n") {
+            let n = tls.read(&mut chunk).unwrap();
+            assert_ne!(n, 0, "closed early: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        let group = tls.conn.negotiated_key_exchange_group().map(|g| g.name());
+        assert_eq!(group, Some(chosen), "offered {offered:?}");
+    }
 }

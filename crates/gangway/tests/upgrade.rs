@@ -85,26 +85,11 @@ fn a_websocket_crosses_the_https_listener_too() {
             .https(&cert, &key),
     );
 
-    // A TLS client that trusts exactly the test certificate (self-signed,
-    // so pinned rather than chained), HTTP/1.1 by ALPN.
-    let pem = std::fs::read(&cert).unwrap();
-    let pinned = rustls_pemfile::certs(&mut pem.as_slice())
-        .next()
-        .unwrap()
-        .unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(Pinned {
-            cert: pinned,
-            provider,
-        }))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A TLS client that trusts exactly the test certificate, HTTP/1.1 by
+    // ALPN.
+    let config = common::tls::pinned_client(&cert, &[], b"http/1.1");
     let name = rustls::pki_types::ServerName::try_from("chat.test").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", g.https_port)).unwrap();
     tcp.set_read_timeout(Some(WAIT)).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -142,64 +127,6 @@ fn a_websocket_handshake_and_its_bytes_cross_the_proxy() {
     // The same host without an upgrade takes the other route.
     let r = g.get("chat.test", "/socket");
     assert_eq!(r.body, "not a websocket\n");
-}
-
-/// Accepts the one certificate the test made, with real signature checks.
-#[derive(Debug)]
-struct Pinned {
-    cert: rustls::pki_types::CertificateDer<'static>,
-    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.cert.as_ref() {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("not the test certificate".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 #[test]
