@@ -52,6 +52,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 GANGWAY=$ROOT/target/release/gangway
 BACKEND_BIN=$ROOT/target/release/gangway-bench-backend
+HANDSHAKES_BIN=$ROOT/target/release/gangway-bench-handshakes
 HIT_HOST=$(printf 'h%05d.test' $(((NHOSTS + 1) / 2)))   # one in the middle
 COMMAND_LINE="$(env | grep -E '^BENCH_' | sort | tr '\n' ' ' || true)bench/run.sh${*:+ $*}"
 STARTED_AT=$(date +%s)
@@ -658,6 +659,24 @@ wrk_load() {
         done
 }
 
+# New TLS connections, each a full handshake and one request
+# (bench/backend's gangway-bench-handshakes: wrk resumes sessions, and its
+# OpenSSL client spends more CPU per handshake than the proxies do).
+# Arguments after the duration: the TLS port.
+hs_load() {
+    local dur=$1 port=$2
+    taskset -c 1 "$HANDSHAKES_BIN" --connect "127.0.0.1:$port" --cert "$WORK/cert.pem" \
+        --server-name localhost --host "$HOST_HEADER" --connections "$CONNECTIONS" \
+        --seconds "$dur" >"$TOOL_OUT" 2>&1 || true
+    awk '
+        $1 == "per_second" {rps = $2}
+        $1 == "connections" {n = $2}
+        $1 == "p50_ms" {p50 = $2}
+        $1 == "p99_ms" {p99 = $2}
+        $1 == "errors" {err = $2}
+        END {if (rps == "") exit 1; print rps, p50, p99, err + 0, n}' "$TOOL_OUT"
+}
+
 # h2load -c10 -m100 for the duration; latency percentiles from its
 # per-request log (start, status, microseconds).
 h2_load() {
@@ -740,7 +759,8 @@ round() {
     for p in "${PEERS[@]}"; do measure 1L "$p" "${PID[$p.logs]}" wrk_load -H "Host: $HOST_HEADER" "$(url "$p" logs)"; done
     # 2. HTTPS keep-alive; new TLS connections (one request each)
     for p in "${PEERS[@]}"; do measure 2 "$p" "${PID[$p.main]}" wrk_load -H "Host: $HOST_HEADER" "https://localhost:${PORT[$p.tls]}/"; done
-    for p in "${PEERS[@]}"; do measure 2H "$p" "${PID[$p.main]}" wrk_load -H "Host: $HOST_HEADER" -H "Connection: close" "https://localhost:${PORT[$p.tls]}/"; done
+    for p in "${PEERS[@]}"; do measure 2H "$p" "${PID[$p.main]}" hs_load "${PORT[$p.tls]}"; done
+    for p in "${PEERS[@]}"; do measure 2R "$p" "${PID[$p.main]}" wrk_load -H "Host: $HOST_HEADER" -H "Connection: close" "https://localhost:${PORT[$p.tls]}/"; done
     # 3. HTTP/2, 10 connections x 100 streams (the backend: h2c)
     measure 3 backend "$BACKEND_PID" h2_load "http://127.0.0.1:$BACKEND_PORT/"
     for p in "${PEERS[@]}"; do measure 3 "$p" "${PID[$p.main]}" h2_load --connect-to="127.0.0.1:${PORT[$p.tls]}" "https://$HOST_HEADER/"; done
@@ -1026,7 +1046,7 @@ versions() {
         esac
     done
     for p in "${!SKIP[@]}"; do echo "- $p: skipped (${SKIP[$p]})"; done
-    echo "- load: $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), $(h2load --version 2>&1 | head -1), $(openssl version | awk '{print $1, $2}'), $(python3 --version 2>&1)"
+    echo "- load: $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), $(h2load --version 2>&1 | head -1), $(openssl version | awk '{print $1, $2}'), bench/backend's gangway-bench-handshakes (rustls, aws-lc-rs), $(python3 --version 2>&1)"
     echo "- backend: bench/backend (hyper), 1 thread on CPU 1"
     echo "- command: \`$COMMAND_LINE\` ($(date -u '+%Y-%m-%d %H:%M UTC'), $(((($(date +%s) - STARTED_AT) + 30) / 60)) min)"
     echo "- runs: ${DURATION} s each, $ROUNDS interleaved round(s), ${WARMUP} s warmup before each run of round 1; medians shown"
@@ -1050,7 +1070,8 @@ report() {
     load_table 1 "1. small responses, keep-alive HTTP/1.1, access logs off" "req/s" main backend
     load_table 1L "1. the same, access logs on (to a file)" "req/s" logs
     load_table 2 "2. HTTPS (TLS 1.3), keep-alive" "req/s" main
-    load_table 2H "2. new TLS connections (wrk, Connection: close: one full handshake per request)" "handshakes/s" main
+    load_table 2H "2. new TLS connections, full handshakes (gangway-bench-handshakes: one request per connection)" "handshakes/s" main
+    load_table 2R "2. new TLS connections, sessions resumed (wrk, Connection: close)" "handshakes/s" main
     load_table 3 "3. HTTP/2 over TLS, 10 connections x 100 streams (h2load; backend: h2c)" "req/s" main backend
     load_table 4 "4. 1 MiB responses" "MiB/s" main backend
     idle_table
@@ -1081,7 +1102,7 @@ report() {
     # A proxy that does not use its whole core is held back by something
     # else: the load side (CPU 1), or other processes.
     local c p pct low
-    for c in 1 1L 2 2H 3 4 6 7; do
+    for c in 1 1L 2 2H 2R 3 4 6 7; do
         low=""
         for p in "${PEERS[@]}"; do
             [[ -s $WORK/res/$c.$p ]] || continue
