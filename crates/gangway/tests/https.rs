@@ -7,11 +7,10 @@
 mod common;
 
 use common::*;
-use gangway_testkit::{curl, make_cert, GangwayBuilder, Network, TempDir};
+use gangway_testkit::{curl, make_cert, Network, TempDir};
 use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
 use rustls::NamedGroup;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 
 #[test]
 fn https_serves_http2_and_http1_with_the_configured_certificate() {
@@ -149,16 +148,11 @@ fn plain_http_to_the_https_port_fails_the_handshake_and_is_logged() {
 fn the_key_exchange_is_the_post_quantum_hybrid_when_the_client_offers_it() {
     let dir = TempDir::new();
     let (cert, key) = make_cert(dir.path(), "pq.test");
-    let file = dir.join("gangway.toml");
-    write_atomic(
-        &file,
+    let g = start_config_https(
+        &dir,
         "[[routes]]\nname = \"hello\"\nhosts = [\"pq.test\"]\nrespond = { body = \"hello\\n\" }\n",
-    );
-    let g = start(
-        GangwayBuilder::new(GANGWAY)
-            .network(NO_NETWORK)
-            .env("GANGWAY_CONFIG", file.to_string_lossy())
-            .https(&cert, &key),
+        &cert,
+        &key,
     );
 
     // Offered first, as current browsers offer it, X25519MLKEM768 is
@@ -168,12 +162,7 @@ fn the_key_exchange_is_the_post_quantum_hybrid_when_the_client_offers_it() {
         (&[X25519MLKEM768, X25519][..], NamedGroup::X25519MLKEM768),
         (&[X25519][..], NamedGroup::X25519),
     ] {
-        let config = common::tls::pinned_client(&cert, offered, b"http/1.1");
-        let name = rustls::pki_types::ServerName::try_from("pq.test").unwrap();
-        let conn = rustls::ClientConnection::new(config, name).unwrap();
-        let tcp = TcpStream::connect(("127.0.0.1", g.https_port)).unwrap();
-        tcp.set_read_timeout(Some(WAIT)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut tls = common::tls::connect(&cert, offered, "pq.test", g.https_port);
         tls.write_all(b"GET / HTTP/1.1\r\nHost: pq.test\r\n\r\n")
             .unwrap();
         let mut answer = Vec::new();

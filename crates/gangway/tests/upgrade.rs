@@ -76,23 +76,11 @@ fn a_websocket_crosses_the_https_listener_too() {
     let dir = TempDir::new();
     let (cert, key) = make_cert(dir.path(), "chat.test");
     let b = Backend::start("ws");
-    let file = dir.join("gangway.toml");
-    write_atomic(&file, &chat_config(&b));
-    let g = start(
-        gangway_testkit::GangwayBuilder::new(GANGWAY)
-            .network(NO_NETWORK)
-            .env("GANGWAY_CONFIG", file.to_string_lossy())
-            .https(&cert, &key),
-    );
+    let g = start_config_https(&dir, &chat_config(&b), &cert, &key);
 
     // A TLS client that trusts exactly the test certificate, HTTP/1.1 by
     // ALPN.
-    let config = common::tls::pinned_client(&cert, &[], b"http/1.1");
-    let name = rustls::pki_types::ServerName::try_from("chat.test").unwrap();
-    let conn = rustls::ClientConnection::new(config, name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", g.https_port)).unwrap();
-    tcp.set_read_timeout(Some(WAIT)).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut tls = common::tls::connect(&cert, &[], "chat.test", g.https_port);
 
     tls.write_all(HANDSHAKE).unwrap();
     let head = read_head(&mut tls);

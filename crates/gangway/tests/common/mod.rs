@@ -183,13 +183,16 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// gangway with `file` as its configuration, no Docker network.
+fn with_config(file: &Path) -> GangwayBuilder {
+    GangwayBuilder::new(GANGWAY)
+        .network(NO_NETWORK)
+        .env("GANGWAY_CONFIG", file.to_string_lossy())
+}
+
 /// Starts gangway with `file` as its configuration and waits until ready.
 pub fn start_with(file: &Path) -> Gangway {
-    start(
-        GangwayBuilder::new(GANGWAY)
-            .network(NO_NETWORK)
-            .env("GANGWAY_CONFIG", file.to_string_lossy()),
-    )
+    start(with_config(file))
 }
 
 /// Writes `text` as `gangway.toml` in `dir` and starts gangway with it.
@@ -197,6 +200,13 @@ pub fn start_config(dir: &TempDir, text: &str) -> Gangway {
     let file = dir.join("gangway.toml");
     write_atomic(&file, text);
     start_with(&file)
+}
+
+/// The same with HTTPS on, presenting `cert` and `key`.
+pub fn start_config_https(dir: &TempDir, text: &str, cert: &Path, key: &Path) -> Gangway {
+    let file = dir.join("gangway.toml");
+    write_atomic(&file, text);
+    start(with_config(&file).https(cert, key))
 }
 
 /// Sets a stop flag when dropped, so that load threads end even when the

@@ -5,17 +5,21 @@
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A client configuration offering `kx_groups` (in that order; the
-/// provider's defaults when empty), ALPN `alpn`, trusting only `cert`.
-pub fn pinned_client(
+/// An HTTP/1.1 (by ALPN) TLS connection to `port` on loopback for
+/// `server_name`, offering `kx_groups` (in that order; the provider's
+/// defaults when empty) and trusting only `cert`. The handshake runs with
+/// the first read or write.
+pub fn connect(
     cert: &Path,
     kx_groups: &[&'static dyn SupportedKxGroup],
-    alpn: &[u8],
-) -> Arc<ClientConfig> {
+    server_name: &str,
+    port: u16,
+) -> StreamOwned<ClientConnection, TcpStream> {
     let pem = std::fs::read(cert).unwrap();
     let pinned = rustls_pemfile::certs(&mut pem.as_slice())
         .next()
@@ -35,8 +39,12 @@ pub fn pinned_client(
             provider,
         }))
         .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    Arc::new(config)
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from(server_name.to_owned()).unwrap();
+    let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(super::WAIT)).unwrap();
+    StreamOwned::new(conn, tcp)
 }
 
 /// Accepts the one certificate the test made, with real signature checks.
