@@ -247,6 +247,8 @@ async fn one_connection(target: &Target) -> Result<(), String> {
     let mut answer = Vec::with_capacity(512);
     let mut chunk = [0u8; 4096];
     loop {
+        // A whole answer ends the connection: dropped without close_notify,
+        // as wrk closes (the server has sent all it will).
         if let Some(result) = complete_answer(&answer) {
             return result;
         }
@@ -259,7 +261,6 @@ async fn one_connection(target: &Target) -> Result<(), String> {
             Err(e) => return Err(format!("read: {e}")),
         }
     }
-    // Dropped without close_notify, as wrk closes: the server has sent all.
 }
 
 /// `Some` once `bytes` hold a whole answer (head and `Content-Length`
