@@ -20,6 +20,7 @@ mod static_files;
 mod statistics;
 pub mod tls;
 mod upstream;
+mod write_burst;
 
 pub use body::{BodyError, ResponseBody};
 pub use handler::{Connection, Proxy, ProxySettings};

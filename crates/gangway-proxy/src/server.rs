@@ -6,6 +6,7 @@ use crate::h1::server::{idle_watch, serve_connection};
 use crate::h2_streams::{serve_with_streams, StreamExecutor};
 use crate::handler::{Connection, Proxy};
 use crate::headers::ClientInfo;
+use crate::write_burst::Serving;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -113,6 +114,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             // is large. A box costs one allocation per request and leaves
             // an idle keep-alive connection a pointer instead.
             Box::pin(async move {
+                let _serving = Serving::begin();
                 Ok::<_, Infallible>(proxy.handle(req.map(IncomingBody::Hyper), &conn).await)
             })
         });

@@ -342,6 +342,7 @@ async fn exchange(
     upgrade: bool,
 ) -> Result<(ResponseHead, Conn, Option<Box<Pump>>), Failure> {
     let mut pieces = VecDeque::from([head]);
+    crate::write_burst::take_turn().await;
     std::future::poll_fn(|cx| conn.poll_write_all(cx, &mut pieces))
         .await
         .map_err(|e| broke(e, false))?;

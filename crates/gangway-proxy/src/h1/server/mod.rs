@@ -27,6 +27,7 @@ use crate::h1::conn::{poll_read_into, poll_write_pieces};
 use crate::h1::Upgraded;
 use crate::handler::{Connection, Proxy};
 use crate::server::OpenConnection;
+use crate::write_burst::{take_turn, Serving};
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request};
 use idle::{HeadWait, Ticket, WaitEnd};
@@ -282,6 +283,7 @@ async fn answer(
     answering: Answering,
     keep_alive: bool,
 ) -> Option<(bool, bool)> {
+    let _serving = Serving::begin();
     // One pinned future for both ways of waiting (two would each take
     // room for the whole request path).
     let mut handling = std::pin::pin!(proxy.handle(req, conn));
@@ -310,6 +312,7 @@ async fn answer(
     let delimit = encode_head(&mut head, &mut parts, &body, answering, &mut keep_alive);
     let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     drop(parts);
+    take_turn().await;
     let whole = write_response(io, head.freeze(), delimit, &mut body).await;
     matches!(whole, Ok(true)).then_some((switching, keep_alive))
 }
