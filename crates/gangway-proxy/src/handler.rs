@@ -30,6 +30,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
+use smallvec::SmallVec;
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -467,7 +468,9 @@ impl Proxy {
                 Scheme::HTTP
             };
             let deadline = timeouts.request.map(|d| tokio::time::Instant::now() + d);
-            let mut tried: Vec<usize> = Vec::new();
+            // Inline: a request that tries no more than four targets
+            // allocates nothing for the list.
+            let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
 
             let key = match pool.balance() {
                 Balance::Hash(on) => hash_key(on, &parts.headers, conn),

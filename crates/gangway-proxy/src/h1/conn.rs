@@ -59,6 +59,26 @@ impl Conn {
         poll_write_pieces(&self.io, cx, pieces)
     }
 
+    /// Writes out what of `bytes` follows the first `written` of them,
+    /// counting `written` on as it goes.
+    pub(crate) fn poll_write_from(
+        &self,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+        written: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        while let Some(rest) = bytes.get(*written..).filter(|rest| !rest.is_empty()) {
+            ready!(self.io.poll_write_ready(cx))?;
+            match self.io.try_write(rest) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Whether an idle connection can take a request: nothing arrived
     /// on it while it was idle (neither bytes nor the target's close).
     /// Costs no system call unless the socket was reported readable.

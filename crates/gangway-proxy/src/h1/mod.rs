@@ -26,7 +26,7 @@ use gangway_model::Timeouts;
 use head::{RequestFraming, ResponseHead};
 use http::header;
 use http::{Request, Response, StatusCode};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -196,13 +196,7 @@ impl H1Client {
                 if let Ok(bytes) = &replay {
                     head.extend_from_slice(bytes);
                 }
-                (
-                    parts.method,
-                    upgrade,
-                    framing,
-                    Bytes::from(head),
-                    replay.map(drop),
-                )
+                (parts.method, upgrade, framing, head, replay.map(drop))
             };
             let checkin = || Checkin {
                 client: Arc::downgrade(self),
@@ -225,13 +219,13 @@ impl H1Client {
                         Some(conn) => conn,
                         None => connect(addr, timeouts.connect).await?,
                     };
-                    match exchange(conn, head.clone(), None, &method, upgrade).await {
+                    match exchange(conn, &head, None, &method, upgrade).await {
                         Ok((head, conn, pump)) => Ok(respond(head, conn, pump, checkin())),
                         Err(Failure {
                             answered: false, ..
                         }) if reused && may_resend => {
                             let conn = connect(addr, timeouts.connect).await?;
-                            let (head, conn, pump) = exchange(conn, head, None, &method, upgrade)
+                            let (head, conn, pump) = exchange(conn, &head, None, &method, upgrade)
                                 .await
                                 .map_err(|f| f.error)?;
                             Ok(respond(head, conn, pump, checkin()))
@@ -245,7 +239,7 @@ impl H1Client {
                         None => connect(addr, timeouts.connect).await?,
                     };
                     let pump = Box::new(Pump::new(body, framing == RequestFraming::Chunked));
-                    let (head, conn, pump) = exchange(conn, head, Some(pump), &method, upgrade)
+                    let (head, conn, pump) = exchange(conn, &head, Some(pump), &method, upgrade)
                         .await
                         .map_err(|f| f.error)?;
                     Ok(respond(head, conn, pump, checkin()))
@@ -336,14 +330,14 @@ struct Failure {
 /// `upgrade`: the request asked to switch protocols.
 async fn exchange(
     mut conn: Conn,
-    head: Bytes,
+    head: &[u8],
     mut pump: Option<Box<Pump>>,
     method: &http::Method,
     upgrade: bool,
 ) -> Result<(ResponseHead, Conn, Option<Box<Pump>>), Failure> {
-    let mut pieces = VecDeque::from([head]);
+    let mut written = 0;
     crate::write_burst::take_turn().await;
-    std::future::poll_fn(|cx| conn.poll_write_all(cx, &mut pieces))
+    std::future::poll_fn(|cx| conn.poll_write_from(cx, head, &mut written))
         .await
         .map_err(|e| broke(e, false))?;
     let mut pump_done = pump.is_none();
