@@ -21,7 +21,9 @@ use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 #[derive(Debug)]
 pub struct ResponseBody {
     inner: Inner,
-    log: Option<AccessRecord>,
+    /// Boxed: a response is moved whole through every level of the request
+    /// path, and most run with access logs off.
+    log: Option<Box<AccessRecord>>,
 }
 
 #[derive(Debug)]
@@ -87,7 +89,7 @@ impl ResponseBody {
     }
 
     /// Attaches the access record that is logged once the body is done.
-    pub(crate) fn with_log(mut self, record: Option<AccessRecord>) -> Self {
+    pub(crate) fn with_log(mut self, record: Option<Box<AccessRecord>>) -> Self {
         self.log = record;
         self
     }
@@ -199,7 +201,7 @@ pub(crate) struct AccessRecord {
 }
 
 impl AccessRecord {
-    fn emit(self) {
+    fn emit(&self) {
         let target = self
             .upstream
             .as_ref()

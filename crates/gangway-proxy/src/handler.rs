@@ -233,8 +233,8 @@ impl Proxy {
                 Some(id) if usable_request_id(id) => id.clone(),
                 _ => new_request_id(),
             };
-            let mut record =
-                tracing::enabled!(target: "access", tracing::Level::INFO).then(|| AccessRecord {
+            let mut record = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
+                Box::new(AccessRecord {
                     start,
                     client: conn.client.ip,
                     method: req.method().clone(),
@@ -244,7 +244,8 @@ impl Proxy {
                     status: 0,
                     bytes: 0,
                     upstream: None,
-                });
+                })
+            });
             let response = self.route(req, conn, host, &request_id, &mut record).await;
             if let Some(record) = &mut record {
                 record.status = response.status().as_u16();
@@ -262,7 +263,7 @@ impl Proxy {
         conn: &'a Connection,
         host: HeaderValue,
         request_id: &'a HeaderValue,
-        record: &'a mut Option<AccessRecord>,
+        record: &'a mut Option<Box<AccessRecord>>,
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
         async move {
             let table = self.routes.load_full();
@@ -351,7 +352,7 @@ impl Proxy {
             &'a HeaderValue,
         ),
         (table, route, pool): (&'a RouteTable, &'a CompiledRoute, &'a Arc<PoolEntry>),
-        record: &'a mut Option<AccessRecord>,
+        record: &'a mut Option<Box<AccessRecord>>,
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
         async move {
             if websocket && !route.allow_upgrade {

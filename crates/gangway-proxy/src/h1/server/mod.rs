@@ -284,21 +284,26 @@ async fn answer(
     keep_alive: bool,
 ) -> Option<(bool, bool)> {
     let _serving = Serving::begin();
-    // One pinned future for both ways of waiting (two would each take
-    // room for the whole request path).
-    let mut handling = std::pin::pin!(proxy.handle(req, conn));
-    let response = match continue_asked {
-        None => handling.as_mut().await,
-        Some(asked) => {
-            let mut continued = false;
-            loop {
-                tokio::select! {
-                    biased;
-                    response = &mut handling => break response,
-                    _ = asked.notified(), if !continued => {
-                        continued = true;
-                        let mut line = VecDeque::from([Bytes::from_static(CONTINUE)]);
-                        poll_fn(|cx| poll_write_pieces(io, cx, &mut line)).await.ok()?;
+    // In a block, so that the request path's future is gone before the
+    // response is written: what the writing keeps then shares its room
+    // instead of adding to it (the whole is boxed per request).
+    let response = {
+        // One pinned future for both ways of waiting (two would each take
+        // room for the whole request path).
+        let mut handling = std::pin::pin!(proxy.handle(req, conn));
+        match continue_asked {
+            None => handling.as_mut().await,
+            Some(asked) => {
+                let mut continued = false;
+                loop {
+                    tokio::select! {
+                        biased;
+                        response = &mut handling => break response,
+                        _ = asked.notified(), if !continued => {
+                            continued = true;
+                            let mut line = VecDeque::from([Bytes::from_static(CONTINUE)]);
+                            poll_fn(|cx| poll_write_pieces(io, cx, &mut line)).await.ok()?;
+                        }
                     }
                 }
             }
