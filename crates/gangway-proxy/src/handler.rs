@@ -19,7 +19,7 @@ use gangway_model::{
     is_valid_authority, normalize_host, Balance, ErrorPage, HashKey, Protocol, Retry, MAX_HOST_LEN,
 };
 use gangway_router::{
-    is_websocket_upgrade, now_ms, random_u64, remove_dot_segments, stable_hash, Captures,
+    is_websocket_upgrade, ms_at, random_u64, remove_dot_segments, stable_hash, Captures,
     CompiledAction, CompiledRoute, FailureKind, Lookup, PoolEntry, RequestInfo, RouteTable,
     Verdict,
 };
@@ -203,7 +203,9 @@ impl Proxy {
         conn: &'a Connection,
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
         async move {
-            let start = Instant::now();
+            // Read only for the access log: a clock read is not free.
+            let start =
+                tracing::enabled!(target: "access", tracing::Level::INFO).then(Instant::now);
             if let Err((status, reason)) = check_target(&req) {
                 return refuse(&req, conn, status, reason);
             }
@@ -233,7 +235,7 @@ impl Proxy {
                 Some(id) if usable_request_id(id) => id.clone(),
                 _ => new_request_id(),
             };
-            let mut record = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
+            let mut record = start.map(|start| {
                 Box::new(AccessRecord {
                     start,
                     client: conn.client.ip,
@@ -468,7 +470,12 @@ impl Proxy {
             } else {
                 Scheme::HTTP
             };
-            let deadline = timeouts.request.map(|d| tokio::time::Instant::now() + d);
+            // One clock read per attempt: the time the target is chosen at,
+            // the request sent at, and its wait counted from.
+            let mut sent_at = Instant::now();
+            let deadline = timeouts
+                .request
+                .map(|d| tokio::time::Instant::from_std(sent_at) + d);
             // Inline: a request that tries no more than four targets
             // allocates nothing for the list.
             let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
@@ -477,7 +484,7 @@ impl Proxy {
                 Balance::Hash(on) => hash_key(on, &parts.headers, conn),
                 _ => None,
             };
-            while let Some(chosen) = pool.select(&tried, now_ms(), key) {
+            while let Some(chosen) = pool.select(&tried, ms_at(sent_at), key) {
                 tried.push(chosen.index);
                 let target = &pool.targets()[chosen.index];
                 let body = match (&replay, stream.take()) {
@@ -510,18 +517,18 @@ impl Proxy {
                 }
 
                 target.state.started();
-                let sent_at = Instant::now();
                 let mut wait = timeouts.response_header;
+                let sent = tokio::time::Instant::from_std(sent_at);
                 if let Some(deadline) = deadline {
-                    wait =
-                        wait.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    wait = wait.min(deadline.saturating_duration_since(sent));
                 }
+                let wait_until = sent + wait;
                 // The request made in the call, not kept in a local: a local
                 // would keep its room in this future while the target answers.
                 let request = || upstream_request(body, parts.method.clone(), uri, headers);
                 let result = match &client {
-                    None => tokio::time::timeout(
-                        wait,
+                    None => tokio::time::timeout_at(
+                        wait_until,
                         self.h1.send(target.addr, timeouts, request(), may_resend),
                     )
                     .await
@@ -529,7 +536,7 @@ impl Proxy {
                         r.map(|r| r.map(UpstreamBody::Own))
                             .map_err(|e| (e.is_connect(), e.to_string()))
                     }),
-                    Some(client) => tokio::time::timeout(wait, client.request(request()))
+                    Some(client) => tokio::time::timeout_at(wait_until, client.request(request()))
                         .await
                         .map(|r| {
                             r.map(|r| r.map(UpstreamBody::Hyper))
@@ -544,7 +551,7 @@ impl Proxy {
                 }
                 let (kind, error) = match result {
                     Ok(Ok(mut response)) => {
-                        target.state.observe_latency(sent_at.elapsed());
+                        target.state.observe_latency(sent.elapsed());
                         target.state.responded(response.status().as_u16());
                         if target.state.succeeded() {
                             tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
@@ -591,7 +598,8 @@ impl Proxy {
                         format!("no response headers within {wait:?}"),
                     ),
                 };
-                let verdict = target.state.failed(kind, policy, now_ms());
+                sent_at = Instant::now();
+                let verdict = target.state.failed(kind, policy, ms_at(sent_at));
                 tracing::warn!(
                     pool = pool.name(),
                     upstream = %target.addr,
@@ -613,7 +621,7 @@ impl Proxy {
                 // Bytes that never left cannot have done anything: always safe
                 // to send elsewhere. Otherwise the pool's retry policy decides.
                 let reached_backend = kind != FailureKind::Connect;
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                if deadline.is_some_and(|d| tokio::time::Instant::from_std(sent_at) >= d) {
                     return own_error(table, StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT);
                 }
                 if tried.len() >= max_attempts || (reached_backend && !may_resend) {

@@ -26,7 +26,8 @@ pub use route::{
 };
 pub use stats::{RouteCounters, RouteStats, StatusClasses, StatusCounters};
 pub use target::{
-    now_ms, Admission, FailureKind, TargetHealthReport, TargetState, Verdict, LATENCY_BUCKETS_MS,
+    ms_at, now_ms, Admission, FailureKind, TargetHealthReport, TargetState, Verdict,
+    LATENCY_BUCKETS_MS,
 };
 
 use gangway_model::{normalize_host, rank_key, ErrorPage, Snapshot, MAX_HOST_LEN};
