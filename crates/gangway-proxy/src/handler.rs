@@ -435,22 +435,27 @@ impl Proxy {
             let mut upgrade = upgrade.map(|(_, on_client)| on_client);
 
             let policy = pool.failover();
-            let fault = Arc::new(FaultCell::default());
-            let body = ClientBody::new(
-                body,
-                self.settings.body_timeout,
-                route.max_body_size,
-                Arc::clone(&fault),
-            );
-            let (replay, mut stream) =
+            // A request without a body (most are) needs no watch over it and
+            // no cell for its faults.
+            let (replay, mut stream, fault) = if body.is_end_stream() {
+                (Some(Bytes::new()), None, None)
+            } else {
+                let fault = Arc::new(FaultCell::default());
+                let body = ClientBody::new(
+                    body,
+                    self.settings.body_timeout,
+                    route.max_body_size,
+                    Arc::clone(&fault),
+                );
                 match replayable(body, &parts.headers, policy.replay_limit).await {
-                    Ok(Kept::Replay(bytes)) => (Some(bytes), None),
-                    Ok(Kept::Stream(body)) => (None, Some(body)),
+                    Ok(Kept::Replay(bytes)) => (Some(bytes), None, Some(fault)),
+                    Ok(Kept::Stream(body)) => (None, Some(body), Some(fault)),
                     Err(_) => {
                         let fault = fault.get().unwrap_or(BodyFault::Malformed);
                         return refuse_parts(&parts, conn, fault.status(), fault.reason());
                     }
-                };
+                }
+            };
             let may_resend = match policy.retry {
                 Retry::Always => true,
                 Retry::Idempotent => is_idempotent(&parts.method),
@@ -544,7 +549,7 @@ impl Proxy {
                         }),
                 };
                 target.state.finished();
-                if let Some(fault) = fault.get() {
+                if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {
                     // The client broke off its own request: not the backend's
                     // failure, and nothing to try again.
                     return refuse_parts(&parts, conn, fault.status(), fault.reason());
@@ -654,16 +659,13 @@ enum Kept {
     Stream(ClientBody),
 }
 
-/// Keeps bodies that are empty or whose declared length is at most
-/// `limit`; longer or unknown-length ones stream.
+/// Keeps a body whose declared length is at most `limit` (to be sent
+/// again on a retry); longer or unknown-length ones stream.
 async fn replayable(
     body: ClientBody,
     headers: &http::HeaderMap,
     limit: u64,
 ) -> Result<Kept, BodyError> {
-    if body.is_end_stream() {
-        return Ok(Kept::Replay(Bytes::new()));
-    }
     match declared_length(headers) {
         Some(len) if len <= limit => Ok(Kept::Replay(body.collect().await?.to_bytes())),
         _ => Ok(Kept::Stream(body)),
