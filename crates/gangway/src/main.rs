@@ -25,7 +25,8 @@ use tokio::sync::watch;
 // (crates/gangway-router/benches/lookup.rs). Built without transparent
 // huge pages (the `no_thp` feature): they made no difference to req/s
 // here, but made the resident size grow in 2 MiB steps (a base of 17 MB
-// instead of 9, and idle connections measured by the step).
+// instead of 9, and idle connections measured by the step). The v2 line
+// (see the workspace's Cargo.toml for why).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
