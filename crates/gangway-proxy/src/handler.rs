@@ -477,10 +477,8 @@ impl Proxy {
             };
             // One clock read per attempt: the time the target is chosen at,
             // the request sent at, and its wait counted from.
-            let mut sent_at = Instant::now();
-            let deadline = timeouts
-                .request
-                .map(|d| tokio::time::Instant::from_std(sent_at) + d);
+            let mut sent_at = tokio::time::Instant::now();
+            let deadline = timeouts.request.map(|d| sent_at + d);
             // Inline: a request that tries no more than four targets
             // allocates nothing for the list.
             let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
@@ -489,7 +487,7 @@ impl Proxy {
                 Balance::Hash(on) => hash_key(on, &parts.headers, conn),
                 _ => None,
             };
-            while let Some(chosen) = pool.select(&tried, ms_at(sent_at), key) {
+            while let Some(chosen) = pool.select(&tried, ms_at(sent_at.into_std()), key) {
                 tried.push(chosen.index);
                 let target = &pool.targets()[chosen.index];
                 let body = match (&replay, stream.take()) {
@@ -523,11 +521,10 @@ impl Proxy {
 
                 target.state.started();
                 let mut wait = timeouts.response_header;
-                let sent = tokio::time::Instant::from_std(sent_at);
                 if let Some(deadline) = deadline {
-                    wait = wait.min(deadline.saturating_duration_since(sent));
+                    wait = wait.min(deadline.saturating_duration_since(sent_at));
                 }
-                let wait_until = sent + wait;
+                let wait_until = sent_at + wait;
                 // The request made in the call, not kept in a local: a local
                 // would keep its room in this future while the target answers.
                 let request = || upstream_request(body, parts.method.clone(), uri, headers);
@@ -556,7 +553,7 @@ impl Proxy {
                 }
                 let (kind, error) = match result {
                     Ok(Ok(mut response)) => {
-                        target.state.observe_latency(sent.elapsed());
+                        target.state.observe_latency(sent_at.elapsed());
                         target.state.responded(response.status().as_u16());
                         if target.state.succeeded() {
                             tracing::info!(pool = pool.name(), upstream = %target.addr, container = &*target.name, "target restored");
@@ -603,8 +600,8 @@ impl Proxy {
                         format!("no response headers within {wait:?}"),
                     ),
                 };
-                sent_at = Instant::now();
-                let verdict = target.state.failed(kind, policy, ms_at(sent_at));
+                sent_at = tokio::time::Instant::now();
+                let verdict = target.state.failed(kind, policy, ms_at(sent_at.into_std()));
                 tracing::warn!(
                     pool = pool.name(),
                     upstream = %target.addr,
@@ -626,7 +623,7 @@ impl Proxy {
                 // Bytes that never left cannot have done anything: always safe
                 // to send elsewhere. Otherwise the pool's retry policy decides.
                 let reached_backend = kind != FailureKind::Connect;
-                if deadline.is_some_and(|d| tokio::time::Instant::from_std(sent_at) >= d) {
+                if deadline.is_some_and(|d| sent_at >= d) {
                     return own_error(table, StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT);
                 }
                 if tried.len() >= max_attempts || (reached_backend && !may_resend) {
