@@ -4,7 +4,10 @@
 Every change replaces one extra route, `churn-<i>.test`, by the next one; the
 route under load (`bench.test`) never changes. A change is started every
 1/RATE seconds; one that takes longer delays the next (the rate reached is
-printed). Runs for SECONDS, then prints one line:
+printed). Prints `ready` once set up (the interpreter's start costs about a
+tenth of a second of CPU, which bench/run.sh keeps out of its measured
+window by starting the load only then), runs for SECONDS, then prints one
+line:
 
     changes <n> errors <e> seconds <s> rate <r> first_error <text>
 
@@ -185,6 +188,7 @@ def main():
         return 2
     rate, seconds, mode = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
     change, finish = MODES[mode](sys.argv[4:])
+    print("ready", flush=True)
     changes = errors = 0
     first_error = "-"
     start = time.monotonic()
