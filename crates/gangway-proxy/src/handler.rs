@@ -10,6 +10,7 @@ use crate::h1::H1Client;
 use crate::headers::{
     prepare_request, remove_hop_by_hop, ClientInfo, TrustedProxies, X_REQUEST_ID,
 };
+use crate::response_timer::ResponseTimer;
 use crate::static_files::{self, Served};
 use crate::statistics;
 use crate::upstream::Clients;
@@ -37,11 +38,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt as _;
 
-/// Per-connection facts, computed once when the connection is accepted.
-#[derive(Debug, Clone)]
+/// Per-connection facts, computed once when the connection is accepted,
+/// and the timer its requests' waits on targets share.
+#[derive(Debug)]
 pub struct Connection {
     /// Who is connected and how.
     pub client: ClientInfo,
+    response_timer: ResponseTimer,
 }
 
 /// Room for the longest text of an address (IPv6 with an embedded IPv4).
@@ -52,7 +55,10 @@ pub(crate) const SOCKET_TEXT: usize = IP_TEXT + 19;
 impl Connection {
     /// Describes a newly accepted connection.
     pub fn new(client: ClientInfo) -> Self {
-        Connection { client }
+        Connection {
+            client,
+            response_timer: ResponseTimer::default(),
+        }
     }
 
     /// The client's address as a header value. Rendered for each request
@@ -528,23 +534,30 @@ impl Proxy {
                 // The request made in the call, not kept in a local: a local
                 // would keep its room in this future while the target answers.
                 let request = || upstream_request(body, parts.method.clone(), uri, headers);
+                let mut timer = conn.response_timer.start(wait_until);
                 let result = match &client {
-                    None => tokio::time::timeout_at(
-                        wait_until,
-                        self.h1.send(target.addr, timeouts, request(), may_resend),
-                    )
-                    .await
-                    .map(|r| {
-                        r.map(|r| r.map(UpstreamBody::Own))
-                            .map_err(|e| (e.is_connect(), e.to_string()))
-                    }),
-                    Some(client) => tokio::time::timeout_at(wait_until, client.request(request()))
-                        .await
-                        .map(|r| {
-                            r.map(|r| r.map(UpstreamBody::Hyper))
-                                .map_err(|e| (e.is_connect(), error_chain(&e)))
-                        }),
+                    None => tokio::select! {
+                        biased;
+                        r = self.h1.send(
+                            target.addr,
+                            timeouts,
+                            request(),
+                            sent_at.into_std(),
+                            may_resend,
+                        ) => Ok(r
+                            .map(|r| r.map(UpstreamBody::Own))
+                            .map_err(|e| (e.is_connect(), e.to_string()))),
+                        () = timer.expired() => Err(()),
+                    },
+                    Some(client) => tokio::select! {
+                        biased;
+                        r = client.request(request()) => Ok(r
+                            .map(|r| r.map(UpstreamBody::Hyper))
+                            .map_err(|e| (e.is_connect(), error_chain(&e)))),
+                        () = timer.expired() => Err(()),
+                    },
                 };
+                drop(timer);
                 target.state.finished();
                 if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {
                     // The client broke off its own request: not the backend's

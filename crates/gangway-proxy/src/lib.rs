@@ -15,6 +15,7 @@ pub mod headers;
 mod health;
 pub mod listener;
 mod metrics;
+mod response_timer;
 mod server;
 mod static_files;
 mod statistics;

@@ -805,6 +805,60 @@ fn idle_connection_closed_by_the_backend_is_not_used() {
     assert!(failures(&g).is_empty(), "{}", g.output());
 }
 
+/// The wait for a response head (`timeouts.response_header`) is timed
+/// from each request's own send, although the requests of one client
+/// connection share one timer (moved to each request's deadline): a wait
+/// right after two answered requests still gets its whole time before it
+/// ends in 502, and the requests after it on the same connection, one
+/// answered well within the limit, are not cut short by that timer.
+#[test]
+fn each_request_on_a_kept_connection_gets_its_whole_response_wait() {
+    let backend = Backend::start(|peer| {
+        while let Some(r) = peer.request_within(THREAD_LIFETIME) {
+            let delay = match r.line.split(' ').nth(1) {
+                Some("/slow") => 1_500,
+                Some("/medium") => 150,
+                _ => 0,
+            };
+            peer.pause(Duration::from_millis(delay));
+            if !peer.send(OK) {
+                return;
+            }
+        }
+    });
+    let dir = TempDir::new();
+    let limit = Duration::from_millis(400);
+    let g = start_config(
+        &dir,
+        &config(backend.port).replace(
+            "targets = [",
+            "timeouts = { response_header = \"400ms\" }\ntargets = [",
+        ),
+    );
+    let mut c = Client::connect(g.http_port);
+    for path in ["/fast", "/fast"] {
+        let reply = c.exchange(&get(path), false);
+        assert_eq!((reply.status, reply.end), (200, End::Complete), "{reply:?}");
+    }
+    let started = Instant::now();
+    let reply = c.exchange(&get("/slow"), false);
+    let waited = started.elapsed();
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(
+        waited >= limit && waited < Duration::from_millis(1_400),
+        "the wait ended after {waited:?}, its limit is {limit:?}"
+    );
+    for path in ["/medium", "/fast", "/medium"] {
+        let reply = c.exchange(&get(path), false);
+        assert_eq!((reply.status, reply.end), (200, End::Complete), "{reply:?}");
+    }
+    let timeouts: Vec<_> = failures(&g)
+        .into_iter()
+        .filter(|f| f["kind"] == "timeout")
+        .collect();
+    assert_eq!(timeouts.len(), 1, "{}", g.output());
+}
+
 /// RFC 9110 §15.2.2 and §7.8: a server switches protocols only when the
 /// request asked for it with `Upgrade`; a `101` to a plain GET is a
 /// broken response: the client gets `502`, not a connection switched to

@@ -151,9 +151,11 @@ impl Checkin {
 
 impl H1Client {
     /// Sends `req` to `addr` and returns the response once its head has
-    /// arrived; the body is read as the caller polls it. `may_resend`: the
-    /// pool's retry policy allows sending this request again after it has
-    /// reached the target.
+    /// arrived; the body is read as the caller polls it. `now`: the time
+    /// the caller read as it sent the request (a clock read costs tens of
+    /// nanoseconds in a virtual machine). `may_resend`: the pool's retry
+    /// policy allows sending this request again after it has reached the
+    /// target.
     ///
     /// (An `async move` block, not an `async fn`, so that its state keeps
     /// the request once, and what only makes the head is gone before the
@@ -164,6 +166,7 @@ impl H1Client {
         addr: SocketAddr,
         timeouts: &'a Timeouts,
         req: Request<RequestBody>,
+        now: Instant,
         may_resend: bool,
     ) -> impl std::future::Future<Output = Result<Response<OriginBody>, H1Error>> + Send + 'a {
         async move {
@@ -213,7 +216,7 @@ impl H1Client {
                     // written, and the target may have acted on it before it
                     // closed, so a POST must not be sent twice (RFC 9112
                     // §9.3.1.1; `retry = "idempotent"` by default).
-                    let conn = self.checkout(addr);
+                    let conn = self.checkout(addr, now);
                     let reused = conn.is_some();
                     let conn = match conn {
                         Some(conn) => conn,
@@ -234,7 +237,7 @@ impl H1Client {
                     }
                 }
                 Err(body) => {
-                    let conn = match self.checkout(addr) {
+                    let conn = match self.checkout(addr, now) {
                         Some(conn) => conn,
                         None => connect(addr, timeouts.connect).await?,
                     };
@@ -248,9 +251,8 @@ impl H1Client {
         }
     }
 
-    /// The newest idle connection to `addr` that is still open.
-    fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
-        let now = Instant::now();
+    /// The newest idle connection to `addr` that is still open at `now`.
+    fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(&addr)?;
         while let Some(entry) = list.pop() {
