@@ -112,11 +112,13 @@ pub async fn serve(proxy: Arc<Proxy>, listener: Listener, mut shutdown: watch::R
             // Boxed: hyper keeps room for the service's future in every
             // connection for its whole life, and the request path's future
             // is large. A box costs one allocation per request and leaves
-            // an idle keep-alive connection a pointer instead.
-            Box::pin(async move {
+            // an idle keep-alive connection a pointer instead. Allocated
+            // before the future is made, so that it is built in the box, not
+            // built on the stack and copied.
+            Box::into_pin(Box::write(Box::new_uninit(), async move {
                 let _serving = Serving::begin();
                 Ok::<_, Infallible>(proxy.handle(req.map(IncomingBody::Hyper), &conn).await)
-            })
+            }))
         });
         let watcher = graceful.watcher();
         match listener.tls.clone() {

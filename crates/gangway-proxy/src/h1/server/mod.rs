@@ -142,12 +142,19 @@ pub(crate) fn serve_connection(
                 stopping |= watch.is_stopped();
                 let (req, returned, continue_asked, upgrade, answering, keep_alive) =
                     into_request(head, &io, &mut buf, stopping);
-                let answered = Box::pin(answer(
-                    (open.proxy(), &conn, &io, &watch),
-                    req,
-                    continue_asked,
-                    answering,
-                    keep_alive,
+                // The box allocated before the future is made, so that the
+                // compiler builds the future in it: `Box::pin(future)` builds
+                // it on the stack and copies it whole, several kilobytes (530
+                // instructions a request, bench/README.md).
+                let answered = Box::into_pin(Box::write(
+                    Box::new_uninit(),
+                    answer(
+                        (open.proxy(), &conn, &io, &watch),
+                        req,
+                        continue_asked,
+                        answering,
+                        keep_alive,
+                    ),
                 ));
                 let Some((switching, keep_alive)) = answered.await else {
                     return;
