@@ -50,10 +50,24 @@ pub fn wait_until_some<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
-/// released).
+/// released), and not handed out before by this process: the kernel may
+/// give a released port again at once, and a test that asks for two
+/// (gangway's HTTP port and an extra listener's) must not get one twice.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut port = 0;
+    for _ in 0..64 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        port = l.local_addr().unwrap().port();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if given.insert(port) {
+            break;
+        }
+    }
+    port
 }
 
 /// A port on 127.0.0.1 that refuses connections for as long as this
@@ -161,6 +175,13 @@ pub fn make_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_not_handed_out_twice() {
+        let ports: Vec<u16> = (0..300).map(|_| free_port()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 
     #[test]
     fn unique_names_differ() {
