@@ -413,11 +413,14 @@ impl Proxy {
                     }
                 }
             };
-            parts
-                .headers
-                .insert(X_REQUEST_ID.clone(), request_id.clone());
             let forwarded_host = self.settings.forwarded_header.then(|| host.clone());
-            prepare_request(&mut parts.headers, conn.client, &conn.client_ip(), host);
+            prepare_request(
+                &mut parts.headers,
+                conn.client,
+                &conn.client_ip(),
+                host,
+                request_id.clone(),
+            );
             if let Some(host) = forwarded_host {
                 add_forwarded(&mut parts.headers, conn.client, &host);
             }

@@ -70,26 +70,24 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// A request's headers on their way to a backend: hop-by-hop headers
-/// removed, then `Host` and the forwarding headers set. The `X-Request-Id`
-/// the handler settled on stays, as one line, even when `Connection` names
-/// it: the backend must see the id that the client gets back and the log
-/// records. `Host` is set after the removal for the same reason (and
-/// because HTTP/2 requests carry the host in `:authority` only).
+/// removed, then `Host`, the forwarding headers and the `X-Request-Id` the
+/// handler settled on set. The id is set after the removal, as one line,
+/// even when `Connection` names it: the backend must see the id that the
+/// client gets back and the log records. `Host` likewise (and because
+/// HTTP/2 requests carry the host in `:authority` only).
 pub fn prepare_request(
     headers: &mut HeaderMap,
     client: ClientInfo,
     client_ip: &HeaderValue,
     host: HeaderValue,
+    request_id: HeaderValue,
 ) {
-    let request_id = headers.get(&X_REQUEST_ID).cloned();
     remove_hop_by_hop(headers);
     // Room for what is added below, so the map grows at most once.
     headers.reserve(8);
     headers.insert(header::HOST, host.clone());
     add_forwarding(headers, client, client_ip, host);
-    if let Some(id) = request_id {
-        headers.insert(X_REQUEST_ID.clone(), id);
-    }
+    headers.insert(X_REQUEST_ID.clone(), request_id);
 }
 
 /// What gangway knows about the client connection a request arrived on.
@@ -276,7 +274,14 @@ mod tests {
         };
         let ip = HeaderValue::from_static("10.1.2.3");
         let mut h = map(&[("x-request-id", "abc"), ("connection", "x-request-id")]);
-        prepare_request(&mut h, client, &ip, HeaderValue::from_static("app.test"));
+        let id = HeaderValue::from_static("abc");
+        prepare_request(
+            &mut h,
+            client,
+            &ip,
+            HeaderValue::from_static("app.test"),
+            id,
+        );
         assert_eq!(h.get_all(&X_REQUEST_ID).iter().collect::<Vec<_>>(), ["abc"]);
     }
 
