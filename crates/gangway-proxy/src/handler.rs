@@ -602,7 +602,10 @@ impl Proxy {
                             ),
                             (_, body) => (on_backend, body),
                         };
-                        let protocol = parts.headers.get(header::UPGRADE).cloned();
+                        // Looked up only for a switch: a lookup is not free.
+                        let protocol = tunnel
+                            .as_ref()
+                            .and_then(|_| parts.headers.get(header::UPGRADE).cloned());
                         remove_hop_by_hop(&mut parts.headers);
                         parts
                             .headers
