@@ -569,6 +569,7 @@ impl Proxy {
                         () = timer.expired() => Err(()),
                     },
                 };
+                // Back to the connection now: a retry takes it again.
                 drop(timer);
                 target.state.finished();
                 if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {

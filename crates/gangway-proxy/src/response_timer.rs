@@ -100,6 +100,14 @@ mod tests {
         start.elapsed()
     }
 
+    /// Puts the connection's timer in the wheel for `deadline` (polled
+    /// once), and gives it back before it ends.
+    async fn register_unended(timer: &ResponseTimer, deadline: Instant) {
+        let mut loan = timer.start(deadline);
+        let early = tokio::time::timeout(Duration::from_millis(10), loan.expired()).await;
+        assert!(early.is_err());
+    }
+
     #[tokio::test]
     async fn the_connections_timer_is_set_again_for_each_request() {
         let timer = ResponseTimer::default();
@@ -120,12 +128,8 @@ mod tests {
     async fn a_deadline_moved_later_while_in_the_wheel_is_kept() {
         let timer = ResponseTimer::default();
         let start = Instant::now();
-        {
-            // In the wheel for 100 ms from now, given back before then.
-            let mut loan = timer.start(start + Duration::from_millis(100));
-            let early = tokio::time::timeout(Duration::from_millis(10), loan.expired()).await;
-            assert!(early.is_err());
-        }
+        // In the wheel for 100 ms from now, given back before then.
+        register_unended(&timer, start + Duration::from_millis(100)).await;
         // Moved to 400 ms: the wheel reaches 100 ms first and must not end
         // it then.
         let mut loan = timer.start(start + Duration::from_millis(400));
@@ -134,11 +138,7 @@ mod tests {
         drop(loan);
         // In the wheel for a minute, then moved earlier (a pool with a
         // shorter limit): ends at the earlier time, not a minute later.
-        {
-            let mut loan = timer.start(Instant::now() + Duration::from_secs(60));
-            let early = tokio::time::timeout(Duration::from_millis(10), loan.expired()).await;
-            assert!(early.is_err());
-        }
+        register_unended(&timer, Instant::now() + Duration::from_secs(60)).await;
         let mut loan = timer.start(Instant::now() + Duration::from_millis(30));
         assert!(wait(&mut loan).await >= Duration::from_millis(30));
     }

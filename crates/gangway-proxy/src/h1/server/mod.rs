@@ -144,7 +144,7 @@ pub(crate) fn serve_connection(
                     into_request(head, &io, &mut buf, stopping);
                 // The box allocated before the future is made, so that the
                 // compiler builds the future in it: `Box::pin(future)` builds
-                // it on the stack and copies it whole, several kilobytes (530
+                // it on the stack and copies it whole, several kilobytes (520
                 // instructions a request, bench/README.md).
                 let answered = Box::into_pin(Box::write(
                     Box::new_uninit(),
