@@ -569,7 +569,8 @@ impl Proxy {
                         () = timer.expired() => Err(()),
                     },
                 };
-                // Back to the connection now: a retry takes it again.
+                // Back to the connection as soon as the wait is over, not
+                // at the end of the attempt.
                 drop(timer);
                 target.state.finished();
                 if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {

@@ -63,8 +63,11 @@ pub(crate) struct Loan<'a> {
 impl Loan<'_> {
     /// Resolves at the deadline.
     pub(crate) async fn expired(&mut self) {
-        if let Some(sleep) = &mut self.sleep {
-            sleep.await;
+        match &mut self.sleep {
+            Some(sleep) => sleep.await,
+            // Not reached (`sleep` is taken only when the loan is dropped);
+            // were it, a wait without a timer must not end every request.
+            None => std::future::pending().await,
         }
     }
 }
