@@ -5,9 +5,10 @@
 //!
 //! Checked besides "no panic":
 //! - a parsed head lies inside the input, ends with an empty line, is at
-//!   most `MAX_HEAD` bytes, parses the same without the bytes after it,
-//!   and cut one byte short is not a complete head; an incomplete head is
-//!   shorter than `MAX_HEAD`;
+//!   most `MAX_HEAD` bytes, is taken off the buffer (the bytes after it
+//!   stay), parses the same without the bytes after it, and cut one byte
+//!   short is not a complete head; an incomplete head is shorter than
+//!   `MAX_HEAD` and stays in the buffer;
 //! - its framing agrees with a reference reading of RFC 9112 §6.3 over
 //!   the fields it kept: no body for HEAD, 1xx, 204 and 304;
 //!   `Transfer-Encoding` wins (chunked only as the final coding) and
@@ -48,8 +49,16 @@ enum Input<'a> {
     },
 }
 
+/// Parses `bytes` as a fresh read buffer, as gangway's client does.
+fn parse(bytes: &[u8], method: &Method) -> (Result<Option<ResponseHead>, HeadError>, BytesMut) {
+    let mut buf = BytesMut::from(bytes);
+    let parsed = parse_response(&mut buf, method);
+    (parsed, buf)
+}
+
 fn check_head(bytes: &[u8], method: &Method) {
-    let head = match parse_response(bytes, method) {
+    let (parsed, rest) = parse(bytes, method);
+    let head = match parsed {
         Ok(Some(head)) => head,
         Ok(None) => {
             assert!(
@@ -57,6 +66,7 @@ fn check_head(bytes: &[u8], method: &Method) {
                 "{} bytes still incomplete",
                 bytes.len()
             );
+            assert_eq!(rest, bytes, "an incomplete head must stay in the buffer");
             return;
         }
         Err(HeadError::TooLarge) => {
@@ -75,12 +85,13 @@ fn check_head(bytes: &[u8], method: &Method) {
         head.len
     );
     let raw = &bytes[..head.len];
+    assert_eq!(rest, &bytes[head.len..], "the head, and only it, is taken off");
     assert!(
         raw.ends_with(b"\n\n") || raw.ends_with(b"\n\r\n"),
         "the head does not end with an empty line: {:?}",
         String::from_utf8_lossy(raw)
     );
-    match parse_response(raw, method) {
+    match parse(raw, method).0 {
         Ok(Some(alone)) => {
             assert_eq!(
                 (
@@ -102,7 +113,7 @@ fn check_head(bytes: &[u8], method: &Method) {
         }
         other => panic!("the head alone: {other:?}"),
     }
-    if let Ok(Some(short)) = parse_response(&raw[..raw.len() - 1], method) {
+    if let (Ok(Some(short)), _) = parse(&raw[..raw.len() - 1], method) {
         panic!("complete one byte short: {short:?}");
     }
     check_framing(&head, raw, method);

@@ -2,15 +2,13 @@
 //! and the status line and fields it reads back, with the body framing
 //! that follows from them (RFC 9112 §6.3).
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+use std::mem::MaybeUninit;
 
 /// The most response header fields gangway reads; more is a bad response.
 const MAX_FIELDS: usize = 256;
-/// Fields tried first, in an array on the stack that is cheap to set up;
-/// a head with more is parsed again with room for `MAX_FIELDS`.
-const USUAL_FIELDS: usize = 32;
 /// The largest response head gangway reads (status line and fields).
 pub const MAX_HEAD: usize = 64 * 1024;
 
@@ -113,24 +111,99 @@ pub enum HeadError {
     Length(String),
 }
 
-/// Parses a response head from the start of `buf`: `Ok(None)` when more
-/// bytes are needed.
-pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead>, HeadError> {
-    match parse_with(buf, method, &mut [httparse::EMPTY_HEADER; USUAL_FIELDS]) {
-        Err(HeadError::Syntax(httparse::Error::TooManyHeaders)) => {
-            parse_with(buf, method, &mut vec![httparse::EMPTY_HEADER; MAX_FIELDS])
-        }
-        parsed => parsed,
+/// Fields whose places are noted on the stack; a head with more takes a
+/// heap vector (clearing room for all of them on every message would cost
+/// more than the rest of the parse).
+const USUAL_PLACES: usize = 24;
+
+/// Where a field's name and value lie in a head, as offsets: unlike the
+/// parser's slices they do not borrow the read buffer, so the head can be
+/// taken off it first and the values then made to point into the head
+/// without being copied.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FieldAt {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl FieldAt {
+    pub(crate) fn name<'h>(&self, head: &'h [u8]) -> &'h [u8] {
+        &head[span(self.name)]
+    }
+
+    pub(crate) fn value(&self, head: &Bytes) -> Bytes {
+        head.slice(span(self.value))
     }
 }
 
-fn parse_with<'b>(
-    buf: &'b [u8],
+/// Where `part`, a slice of `base`, lies in it. Heads are at most
+/// `MAX_HEAD` bytes: the casts cannot truncate.
+pub(crate) fn place(base: &[u8], part: &[u8]) -> (u32, u32) {
+    (
+        (part.as_ptr() as usize - base.as_ptr() as usize) as u32,
+        part.len() as u32,
+    )
+}
+
+pub(crate) fn span((start, len): (u32, u32)) -> std::ops::Range<usize> {
+    start as usize..(start + len) as usize
+}
+
+/// The places of a head's fields, in order.
+#[derive(Default)]
+pub(crate) struct FieldPlaces {
+    usual: [FieldAt; USUAL_PLACES],
+    more: Vec<FieldAt>,
+    len: usize,
+}
+
+impl FieldPlaces {
+    /// Notes where each of `fields`, parsed from `base`, lies in it.
+    /// (Filled in place: returned by value, the places were copied whole.)
+    #[inline]
+    pub(crate) fn note(&mut self, base: &[u8], fields: &[httparse::Header<'_>]) {
+        self.len = fields.len();
+        let at = if fields.len() <= USUAL_PLACES {
+            &mut self.usual[..fields.len()]
+        } else {
+            self.more.resize(fields.len(), FieldAt::default());
+            &mut self.more[..]
+        };
+        for (field, at) in fields.iter().zip(at.iter_mut()) {
+            *at = FieldAt {
+                name: place(base, field.name.as_bytes()),
+                value: place(base, field.value),
+            };
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, FieldAt> {
+        if self.len <= USUAL_PLACES {
+            self.usual[..self.len].iter()
+        } else {
+            self.more.iter()
+        }
+    }
+}
+
+/// Parses a response head from the start of `buf`: `Ok(None)` when more
+/// bytes are needed. On success the head's bytes are taken off `buf`; the
+/// field values point into them without being copied.
+pub fn parse_response(
+    buf: &mut BytesMut,
     method: &Method,
-    fields: &mut [httparse::Header<'b>],
 ) -> Result<Option<ResponseHead>, HeadError> {
-    let mut response = httparse::Response::new(fields);
-    let len = match response.parse(buf) {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -147,32 +220,31 @@ fn parse_with<'b>(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
+    let mut places = FieldPlaces::default();
+    places.note(buf, response.headers);
+    let head = buf.split_to(len).freeze();
     // With room for what gangway adds on the way back (`Via`,
     // `X-Request-Id`, route header operations), so that the map never grows.
-    let mut headers = HeaderMap::with_capacity(response.headers.len() + 6);
+    let mut headers = HeaderMap::with_capacity(places.len() + 6);
     // `close` wins over `keep-alive`, whichever comes first (RFC 9112
     // §9.3); `keep-alive` only matters to an HTTP/1.0 response.
     let mut chunked = None;
     let mut length: Option<u64> = None;
-    for field in response.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| HeadError::Field(field.name.to_string()))?;
-        let value = HeaderValue::from_bytes(field.value)
-            .map_err(|_| HeadError::Field(field.name.to_string()))?;
+    for at in places.iter() {
+        let bad_field = || HeadError::Field(String::from_utf8_lossy(at.name(&head)).into());
+        let name = HeaderName::from_bytes(at.name(&head)).map_err(|_| bad_field())?;
+        let value = HeaderValue::from_maybe_shared(at.value(&head)).map_err(|_| bad_field())?;
         if name == header::TRANSFER_ENCODING {
             // Only the final coding counts (RFC 9112 §6.3 point 4).
             let last = value.as_bytes().rsplit(|b| *b == b',').next();
             chunked = Some(last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")));
         } else if name == header::CONTENT_LENGTH {
+            let bad_length = || HeadError::Length(String::from_utf8_lossy(value.as_bytes()).into());
             // A list of identical values is one value (RFC 9110 §8.6).
             for part in value.as_bytes().split(|b| *b == b',') {
-                let n = parse_length(part.trim_ascii()).ok_or_else(|| {
-                    HeadError::Length(String::from_utf8_lossy(field.value).into())
-                })?;
+                let n = parse_length(part.trim_ascii()).ok_or_else(bad_length)?;
                 if length.is_some_and(|l| l != n) {
-                    return Err(HeadError::Length(
-                        String::from_utf8_lossy(field.value).into(),
-                    ));
+                    return Err(bad_length());
                 }
                 length = Some(n);
             }
@@ -248,7 +320,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Option<ResponseHead>, HeadError> {
-        parse_response(text.as_bytes(), &Method::GET)
+        parse_response(&mut BytesMut::from(text), &Method::GET)
     }
 
     fn head(text: &str) -> ResponseHead {
@@ -329,13 +401,36 @@ mod tests {
         let h = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
         assert_eq!(h.framing, ResponseFraming::Empty);
         let h = parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            &mut BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
             &Method::HEAD,
         );
         assert_eq!(
             h.ok().flatten().map(|h| h.framing),
             Some(ResponseFraming::Empty)
         );
+    }
+
+    #[test]
+    fn the_head_is_taken_off_the_buffer_and_its_values_are_not_copied() {
+        let text = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+        let mut buf = BytesMut::from(text);
+        let start = buf.as_ptr() as usize;
+        let h = match parse_response(&mut buf, &Method::GET) {
+            Ok(Some(h)) => h,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(&buf[..], b"hello");
+        let value = h.headers[header::CONTENT_TYPE].as_bytes();
+        assert_eq!(value, b"text/plain");
+        let at = value.as_ptr() as usize;
+        assert!((start..start + h.len).contains(&at), "a copy");
+
+        let mut partial = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Le");
+        assert!(matches!(
+            parse_response(&mut partial, &Method::GET),
+            Ok(None)
+        ));
+        assert_eq!(&partial[..], b"HTTP/1.1 200 OK\r\nContent-Le");
     }
 
     #[test]

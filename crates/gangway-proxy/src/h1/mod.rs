@@ -20,7 +20,7 @@ pub(crate) use body::OriginBody;
 use crate::body::{BodyError, RequestBody};
 use crate::handler::declared_length;
 use body::{Pump, PumpError};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use conn::Conn;
 use gangway_model::Timeouts;
 use head::{RequestFraming, ResponseHead};
@@ -396,9 +396,8 @@ fn poll_head(
 ) -> Poll<Result<ResponseHead, Failure>> {
     loop {
         if !conn.buf.is_empty() {
-            match head::parse_response(&conn.buf, method) {
+            match head::parse_response(&mut conn.buf, method) {
                 Ok(Some(head)) => {
-                    conn.buf.advance(head.len);
                     let interim = head.status.is_informational()
                         && head.status != StatusCode::SWITCHING_PROTOCOLS;
                     if !interim {

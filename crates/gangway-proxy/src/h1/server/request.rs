@@ -3,7 +3,7 @@
 //! Whatever is ambiguous is refused here, before any route sees it: two
 //! lengths, a length with a transfer coding, a coding other than chunked.
 
-use crate::h1::head::{connection_options, parse_length};
+use crate::h1::head::{connection_options, parse_length, place, span, FieldPlaces};
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
@@ -103,21 +103,10 @@ const UNKNOWN_CODING: Refusal = refuse(
     "transfer coding other than chunked (RFC 9112 §6.1)",
 );
 
-/// Fields whose places are noted on the stack; a head with more takes
-/// a heap vector (clearing room for all 100 on every request would cost
-/// more than the rest of the parse).
-const USUAL_FIELDS: usize = 24;
 /// Room in the field map for what the request path adds before the
 /// request goes on (the `X-Forwarded-*` family, `X-Request-Id`, `Via`,
 /// `Forwarded`), so that it never grows.
 const ADDED_FIELDS: usize = 10;
-
-/// Where a field's name and value lie in the head.
-#[derive(Clone, Copy, Default)]
-struct FieldAt {
-    name: (u32, u32),
-    value: (u32, u32),
-}
 
 /// Parses the request head at the front of `buf`. `Ok(None)`: it is not
 /// complete yet. On success the head's bytes are taken off `buf`; the
@@ -125,9 +114,6 @@ struct FieldAt {
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refusal> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut parsed = httparse::Request::new(&mut []);
-    let base = buf.as_ptr() as usize;
-    // Within the head, which is at most MAX_HEAD bytes: the casts cannot truncate.
-    let place = |part: &[u8]| ((part.as_ptr() as usize - base) as u32, part.len() as u32);
     let status = parsed.parse_with_uninit_headers(buf, &mut fields);
     let len = match status {
         Ok(httparse::Status::Complete(len)) => len,
@@ -161,31 +147,16 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refusal>
     let method =
         Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(|_| BAD_METHOD)?;
     let target = parsed.path.unwrap_or_default();
-    let target_at = place(target.as_bytes());
-    let count = parsed.headers.len();
-    let mut usual = [FieldAt::default(); USUAL_FIELDS];
-    let mut more = Vec::new();
-    let at = if count <= USUAL_FIELDS {
-        &mut usual[..count]
-    } else {
-        more.resize(count, FieldAt::default());
-        &mut more[..]
-    };
-    for (field, at) in parsed.headers.iter().zip(at.iter_mut()) {
-        *at = FieldAt {
-            name: place(field.name.as_bytes()),
-            value: place(field.value),
-        };
-    }
+    let target_at = place(buf, target.as_bytes());
+    let mut places = FieldPlaces::default();
+    places.note(buf, parsed.headers);
 
     let head = buf.split_to(len).freeze();
-    let range = |(start, len): (u32, u32)| start as usize..(start + len) as usize;
-    let uri = Uri::from_maybe_shared(head.slice(range(target_at))).map_err(|_| BAD_TARGET)?;
-    let mut headers = HeaderMap::with_capacity(count + ADDED_FIELDS);
-    for at in at.iter() {
-        let name = HeaderName::from_bytes(&head[range(at.name)]).map_err(|_| BAD_NAME)?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(range(at.value))).map_err(|_| BAD_VALUE)?;
+    let uri = Uri::from_maybe_shared(head.slice(span(target_at))).map_err(|_| BAD_TARGET)?;
+    let mut headers = HeaderMap::with_capacity(places.len() + ADDED_FIELDS);
+    for at in places.iter() {
+        let name = HeaderName::from_bytes(at.name(&head)).map_err(|_| BAD_NAME)?;
+        let value = HeaderValue::from_maybe_shared(at.value(&head)).map_err(|_| BAD_VALUE)?;
         headers.append(name, value);
     }
     let framing = body_framing(&mut headers, version)?;
