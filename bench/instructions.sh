@@ -23,7 +23,9 @@
 # routing table of that many more hosts, h00001.test ..., each routed like
 # bench.test, and the requests sent to the one in the middle: case 6's
 # table, counted), INSTR_LOGS=1 (access logs on, as in case 1's second
-# figure: gangway RUST_LOG=info to a file, nginx's access_log combined).
+# figure: gangway RUST_LOG=info to a file, nginx's access_log combined),
+# INSTR_GANGWAY (the gangway binary to count, default the release build;
+# target/pgo/gangway for the profile-guided one of scripts/build-pgo.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +37,7 @@ if ((NHOSTS > 0)); then HIT=$(printf 'h%05d.test' $(((NHOSTS + 1) / 2))); fi
 host_list() { if ((NHOSTS > 0)); then seq -f 'h%05g.test' 1 "$NHOSTS"; fi; }
 N0=2000
 read -r -a PEERS <<<"${INSTR_PEERS:-gangway nginx}"
-GANGWAY=$ROOT/target/release/gangway
+GANGWAY=${INSTR_GANGWAY:-$ROOT/target/release/gangway}
 BACKEND_BIN=$ROOT/target/release/gangway-bench-backend
 
 missing=()

@@ -26,6 +26,11 @@
 #                       processes to leave the CPUs alone (default 5; quick 0)
 #   BENCH_RESULTS       where to write the report (default bench/RESULTS.md)
 #   BENCH_BUILD_TRIES   cargo build attempts, 60 s apart (default 3)
+#   BENCH_PGO           1: gangway is the profile-guided build of
+#                       scripts/build-pgo.sh (made first unless
+#                       target/pgo/gangway was built from the same sources;
+#                       about 12 minutes more); 0 (default): the plain
+#                       `cargo build --release`
 set -euo pipefail
 
 QUICK=${BENCH_QUICK:-0}
@@ -46,6 +51,7 @@ CHURN_RATE=${BENCH_CHURN_RATE:-50}
 read -r -a WANTED_PEERS <<<"${BENCH_PEERS:-gangway nginx haproxy caddy}"
 DOCKER_CHURN=${BENCH_DOCKER_CHURN:-auto}
 BUILD_TRIES=${BENCH_BUILD_TRIES:-3}
+PGO=${BENCH_PGO:-0}
 
 HOST_HEADER=bench.test
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -190,6 +196,21 @@ build() {
         fi
     done
     die "cargo build failed $BUILD_TRIES times (see above)"
+}
+
+# The profile-guided build, made again unless the one there was built
+# from these sources (gangway's crates and Cargo.lock, committed).
+build_pgo() {
+    local id
+    id=$("$ROOT/scripts/build-pgo.sh" --source-id)
+    if [[ $id == *-dirty || ! -x $ROOT/target/pgo/gangway ||
+        $(cat "$ROOT/target/pgo/source" 2>/dev/null) != "$id" ]]; then
+        log "scripts/build-pgo.sh (the profile-guided build, about 12 minutes)"
+        "$ROOT/scripts/build-pgo.sh" || die "the profile-guided build failed (see above)"
+    else
+        log "the profile-guided build of sources $id is there already"
+    fi
+    GANGWAY=$ROOT/target/pgo/gangway
 }
 
 # A port nothing listens on (the kernel picks it); never one handed out
@@ -1049,7 +1070,9 @@ versions() {
     local commit dirty=""
     commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
     [[ -n $(git -C "$ROOT" status --porcelain -- crates bench/backend Cargo.toml Cargo.lock 2>/dev/null) ]] && dirty=" + uncommitted changes"
-    echo "- gangway: commit $commit$dirty ($("$GANGWAY" --version 2>&1 | head -1)), GANGWAY_WORKERS=1; $(rustc --version 2>/dev/null || echo rustc unknown)"
+    local build="cargo build --release"
+    ((PGO)) && build="profile-guided build, scripts/build-pgo.sh"
+    echo "- gangway: commit $commit$dirty ($("$GANGWAY" --version 2>&1 | head -1); $build), GANGWAY_WORKERS=1; $(rustc --version 2>/dev/null || echo rustc unknown)"
     for p in "${PEERS[@]}"; do
         case $p in
             nginx) echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), 1 worker" ;;
@@ -1138,6 +1161,7 @@ report() {
 main() {
     ensure_tools
     build
+    ((PGO)) && build_pgo
     WORK=$(mktemp -d /tmp/gwbench.XXXXXX)
     mkdir -p "$WORK/res" "$WORK/out"
     make_cert
