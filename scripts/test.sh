@@ -45,6 +45,13 @@ fi
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
+# The bench and build scripts are not run here (they take minutes and a
+# quiet machine), but they must at least parse.
+log "bash -n on the scripts"
+for script in scripts/*.sh bench/*.sh fuzz/run.sh; do
+    bash -n "$script"
+done
+
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
