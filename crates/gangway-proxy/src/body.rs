@@ -1,6 +1,7 @@
 //! The response body gangway sends to clients, and the access log line that
 //! is written when that body has been sent (or abandoned).
 
+use crate::access_log::AccessLine;
 use crate::client_body::ClientBody;
 use crate::h1::OriginBody;
 use crate::handler::{ip_text, socket_text, IP_TEXT, SOCKET_TEXT};
@@ -208,25 +209,22 @@ impl AccessRecord {
             .and_then(|(pool, i)| pool.targets().get(*i));
         // Addresses as text without `core::fmt` (a tenth of the cost).
         let mut client = [0u8; IP_TEXT];
-        let client = std::str::from_utf8(ip_text(self.client, &mut client)).unwrap_or_default();
         let mut upstream = [0u8; SOCKET_TEXT];
-        let upstream = target
-            .map(|t| std::str::from_utf8(socket_text(t.addr, &mut upstream)).unwrap_or_default());
-        // The query string is left out on purpose: it often carries tokens.
-        tracing::info!(
-            target: "access",
-            client,
-            method = self.method.as_str(),
-            host = &*self.host,
-            path = self.uri.path(),
-            request_id = self.request_id.to_str().unwrap_or_default(),
-            status = self.status,
-            bytes = self.bytes,
-            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
-            upstream,
-            container = target.map(|t| &*t.name),
-            "request"
-        );
+        AccessLine {
+            client: std::str::from_utf8(ip_text(self.client, &mut client)).unwrap_or_default(),
+            method: self.method.as_str(),
+            host: &self.host,
+            path: self.uri.path(),
+            request_id: self.request_id.to_str().unwrap_or_default(),
+            status: self.status,
+            bytes: self.bytes,
+            duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+            upstream: target.map(|t| {
+                std::str::from_utf8(socket_text(t.addr, &mut upstream)).unwrap_or_default()
+            }),
+            container: target.map(|t| &*t.name),
+        }
+        .write();
     }
 }
 

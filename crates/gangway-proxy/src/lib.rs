@@ -5,6 +5,7 @@
 //! itself; one access log line per request.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod access_log;
 mod body;
 mod client_body;
 mod forwarded;

@@ -55,6 +55,14 @@ impl BatchedStdout {
         let _ = stdout.flush();
     }
 
+    /// Writes `bytes` (whole lines) with the next batch, or at once with
+    /// what is waiting when that is enough to write out.
+    pub fn write_batched(&self, bytes: &[u8]) {
+        if self.append(bytes) {
+            self.flush_now();
+        }
+    }
+
     /// Adds to what is waiting; `true` when that is enough to write out.
     fn append(&self, bytes: &[u8]) -> bool {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
@@ -90,8 +98,8 @@ impl Write for Line<'_> {
             }
             stdout.write_all(bytes)?;
             stdout.flush()?;
-        } else if self.out.append(bytes) {
-            self.out.flush_now();
+        } else {
+            self.out.write_batched(bytes);
         }
         Ok(bytes.len())
     }

@@ -73,11 +73,17 @@ fn main() -> ExitCode {
 
 fn init_logging(settings: &Settings, out: log_output::BatchedStdout) {
     let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(&settings.log_level);
+    let out_for_access = out.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(out);
     match settings.log_format {
-        LogFormat::Json => builder.event_format(log_format::JsonLines).init(),
+        LogFormat::Json => {
+            builder.event_format(log_format::JsonLines).init();
+            // Installed once, here: there is no earlier one to refuse it.
+            let access = Box::new(log_format::JsonAccessLines(out_for_access));
+            let _ = gangway_proxy::access_log::set_access_log(access);
+        }
         LogFormat::Text => builder.init(),
     }
 }
