@@ -90,9 +90,8 @@ impl ResponseBody {
     }
 
     /// Attaches the access record that is logged once the body is done.
-    pub(crate) fn with_log(mut self, record: Option<Box<AccessRecord>>) -> Self {
+    pub(crate) fn set_log(&mut self, record: Option<Box<AccessRecord>>) {
         self.log = record;
-        self
     }
 }
 
@@ -193,7 +192,7 @@ pub(crate) struct AccessRecord {
     pub start: Instant,
     pub client: IpAddr,
     pub method: Method,
-    pub host: Box<str>,
+    pub host: http::HeaderValue,
     pub uri: Uri,
     pub request_id: http::HeaderValue,
     pub status: u16,
@@ -213,7 +212,8 @@ impl AccessRecord {
         AccessLine {
             client: std::str::from_utf8(ip_text(self.client, &mut client)).unwrap_or_default(),
             method: self.method.as_str(),
-            host: &self.host,
+            // Checked to be visible ASCII when the request came in.
+            host: self.host.to_str().unwrap_or_default(),
             path: self.uri.path(),
             request_id: self.request_id.to_str().unwrap_or_default(),
             status: self.status,

@@ -255,7 +255,7 @@ impl Proxy {
                     start,
                     client: conn.client.ip,
                     method: req.method().clone(),
-                    host: host.to_str().unwrap_or_default().into(),
+                    host: host.clone(),
                     uri: req.uri().clone(),
                     request_id: request_id.clone(),
                     status: 0,
@@ -263,13 +263,17 @@ impl Proxy {
                     upstream: None,
                 })
             });
-            let response = self.route(req, conn, host, &request_id, &mut record).await;
+            let mut response = self.route(req, conn, host, &request_id, &mut record).await;
             if let Some(record) = &mut record {
                 record.status = response.status().as_u16();
             }
-            let (mut parts, body) = response.into_parts();
-            parts.headers.insert(X_REQUEST_ID.clone(), request_id);
-            Response::from_parts(parts, body.with_log(record))
+            // Edited in place: taking a response apart and making it
+            // again moves it twice.
+            response
+                .headers_mut()
+                .insert(X_REQUEST_ID.clone(), request_id);
+            response.body_mut().set_log(record);
+            response
         }
     }
 
