@@ -6,9 +6,12 @@
 //! detour through serde: there every field went through `core::fmt` into
 //! serde's string escaping byte by byte, and an access line (one per
 //! request) cost about 28,000 instructions, as much as proxying the
-//! request itself (`INSTR_LOGS=1 bench/instructions.sh`; 6,400 now). Here text that
+//! request itself (`INSTR_LOGS=1 bench/instructions.sh`). Here text that
 //! needs no escaping is copied whole, numbers are written as numbers, and
 //! the timestamp's date and time of day are formatted once a second.
+//! Access lines skip the event's field-by-field visit too: the proxy hands
+//! [`JsonAccessLines`] their fields, whose names and order are known ahead
+//! (about 3,200 instructions a line; 6,200 through the visit).
 
 use crate::log_output::BatchedStdout;
 use gangway_proxy::access_log::{AccessLine, AccessLog};
