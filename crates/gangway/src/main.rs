@@ -15,6 +15,7 @@ mod settings;
 use anyhow::Context;
 use clap::Parser;
 use settings::{Cli, Command, LogFormat, Settings};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -73,15 +74,16 @@ fn main() -> ExitCode {
 
 fn init_logging(settings: &Settings, out: log_output::BatchedStdout) {
     let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(&settings.log_level);
-    let out_for_access = out.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(out);
+        // Colours only for a terminal: not in files or `docker logs`.
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(out.clone());
     match settings.log_format {
         LogFormat::Json => {
             builder.event_format(log_format::JsonLines).init();
             // Installed once, here: there is no earlier one to refuse it.
-            let access = Box::new(log_format::JsonAccessLines(out_for_access));
+            let access = Box::new(log_format::JsonAccessLines(out));
             let _ = gangway_proxy::access_log::set_access_log(access);
         }
         LogFormat::Text => builder.init(),

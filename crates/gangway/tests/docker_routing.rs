@@ -611,6 +611,16 @@ fn text_log_format() {
         serde_json::from_str::<serde_json::Value>(&line).is_err(),
         "LOG_FORMAT=text printed JSON: {line}"
     );
+    // Access lines too (JSON ones are made apart from the other events).
+    assert_eq!(g.get("nobody.test", "/text-probe").status, 404);
+    let access = g
+        .wait_for_line(|l| l.contains("/text-probe"), WAIT)
+        .unwrap_or_else(|| panic!("no access line:\n{}", g.output()));
+    for part in ["access", "request", "status=404", "host=\"nobody.test\""] {
+        assert!(access.contains(part), "no {part} in {access}");
+    }
+    // Not a terminal: no colours.
+    assert!(!g.output().contains('\x1b'), "{}", g.output());
     assert!(g.json_lines().is_empty(), "{:?}", g.json_lines());
 }
 
