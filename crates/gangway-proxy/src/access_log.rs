@@ -14,7 +14,7 @@
 use std::sync::OnceLock;
 
 /// What one access line says.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct AccessLine<'a> {
     /// The client's address (as gangway saw it: forwarding headers are
     /// not read here).
