@@ -50,7 +50,10 @@ if ((${#missing[@]})); then
     $as_root apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-(cd "$ROOT" && cargo build --release --locked -q -p gangway -p gangway-bench-backend)
+# gangway's release build only when it is the one counted.
+packages=(-p gangway-bench-backend)
+[[ -z ${INSTR_GANGWAY:-} ]] && packages+=(-p gangway)
+(cd "$ROOT" && cargo build --release --locked -q "${packages[@]}")
 
 WORK=$(mktemp -d /tmp/gangway-instr.XXXXXX)
 GANGWAY_LEVEL=warn NGINX_ACCESS=off

@@ -184,10 +184,12 @@ ensure_tools() {
 }
 
 build() {
-    local try
+    local try packages=(-p gangway-bench-backend)
+    # The profile-guided gangway is made by build_pgo, not here.
+    ((PGO)) || packages=(-p gangway "${packages[@]}")
     for try in $(seq "$BUILD_TRIES"); do
-        log "cargo build --release -p gangway -p gangway-bench-backend (try $try/$BUILD_TRIES)"
-        if (cd "$ROOT" && cargo build --release -q -p gangway -p gangway-bench-backend); then
+        log "cargo build --release ${packages[*]} (try $try/$BUILD_TRIES)"
+        if (cd "$ROOT" && cargo build --release -q "${packages[@]}"); then
             return 0
         fi
         if ((try < BUILD_TRIES)); then
