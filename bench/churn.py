@@ -9,7 +9,11 @@ tenth of a second of CPU, which bench/run.sh keeps out of its measured
 window by starting the load only then), runs for SECONDS, then prints one
 line:
 
-    changes <n> errors <e> seconds <s> rate <r> first_error <text>
+    changes <n> errors <e> seconds <s> rate <r> cpu <c> first_error <text>
+
+`cpu` is the CPU time (user + system, seconds) the driver itself spent
+from `ready` on: bench/run.sh runs it on the load's CPU, so that time is
+taken from the load tool and the backend.
 
 Modes:
   gangway-file FILE BASE     write BASE + one [[routes]] to FILE, atomically
@@ -189,6 +193,7 @@ def main():
     rate, seconds, mode = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
     change, finish = MODES[mode](sys.argv[4:])
     print("ready", flush=True)
+    cpu_at_ready = os.times()
     changes = errors = 0
     first_error = "-"
     start = time.monotonic()
@@ -218,9 +223,11 @@ def main():
         except Exception as error:  # reported, not counted: the run is over
             if first_error == "-":
                 first_error = "restoring the initial state: %s" % error
+    cpu_now = os.times()
+    cpu = (cpu_now.user - cpu_at_ready.user) + (cpu_now.system - cpu_at_ready.system)
     print(
-        "changes %d errors %d seconds %.2f rate %.1f first_error %s"
-        % (changes, errors, elapsed, (changes + errors) / elapsed if elapsed else 0, first_error)
+        "changes %d errors %d seconds %.2f rate %.1f cpu %.3f first_error %s"
+        % (changes, errors, elapsed, (changes + errors) / elapsed if elapsed else 0, cpu, first_error)
     )
     return 0
 

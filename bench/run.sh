@@ -836,10 +836,11 @@ churn_run() {
     [[ $p == gangway ]] && snap1=$(gangway_snapshot "$inst")
     [[ $p == nginx ]] && snap1=$(nginx_reloads)
     local out=$WORK/out/churn.$target.$ROUND.txt
-    # "changes n errors e seconds s rate r first_error ..." (+ gangway's
+    # "changes n errors e seconds s rate r cpu c first_error ..." -> done,
+    # errors, rate, the driver's own CPU in % of one CPU (+ gangway's
     # routing tables applied meanwhile).
     local line
-    line=$(awk '$1 == "changes" {print $2, $4, $8}' "$out")
+    line=$(awk '$1 == "changes" {printf "%s %s %s %.1f\n", $2, $4, $8, ($6 > 0 ? 100 * $10 / $6 : 0)}' "$out")
     [[ -n $line ]] || { problem "case 7 $target: the churn driver failed: $(tail -2 "$out" | tr '\n' ' ')"; return 0; }
     local applied="-"
     [[ -n $snap0 && -n $snap1 ]] && applied=$((snap1 - snap0))
@@ -847,7 +848,7 @@ churn_run() {
     local first
     first=$(awk '$1 == "changes" {sub(/.*first_error /, ""); print}' "$out")
     [[ $first == "-" ]] || problem "case 7 $target: route change failed: $first"
-    log "  case 7 $target: route changes (done errors rate applied) $line $applied"
+    log "  case 7 $target: route changes (done errors rate driver-CPU% applied) $line $applied"
 }
 CHURN_CMD=()
 
@@ -993,8 +994,8 @@ churn_table() {
     nginx_v=$(median "$WORK/res/7.nginx" 1)
     echo "### 7. route changes during case 1's load ($CHURN_RATE a second asked)"
     echo
-    echo "| target | how | req/s | req/s, case 1 | lost | p99 ms | CPU s / 100k req | changes/s done | change errors | applied | errors |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| target | how | req/s | req/s, case 1 | lost | driver CPU % | p99 ms | CPU s / 100k req | changes/s done | change errors | applied | errors |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for t in $(targets_of 7); do
         f=$WORK/res/7.$t c=$WORK/res/7churn.$t
         [[ -s $f ]] || continue
@@ -1008,8 +1009,8 @@ churn_table() {
         esac
         lost="$(lost_pct "$f" "$WORK/res/1.$base") %"
         local applied="-"
-        [[ $t == gangway* || $t == nginx ]] && applied=$(sum_col "$c" 4)
-        echo "| $t | $how | $(median "$f" 1 %.0f) | $(median "$WORK/res/1.$base" 1 %.0f) | $lost | $(median "$f" 3 %.3f) | $(median "$f" 4 %.2f) | $(median "$c" 3 %.1f) | $(sum_col "$c" 2) | $applied | $(sum_col "$f" 5) |"
+        [[ $t == gangway* || $t == nginx ]] && applied=$(sum_col "$c" 5)
+        echo "| $t | $how | $(median "$f" 1 %.0f) | $(median "$WORK/res/1.$base" 1 %.0f) | $lost | $(median "$c" 4 %.1f) | $(median "$f" 3 %.3f) | $(median "$f" 4 %.2f) | $(median "$c" 3 %.1f) | $(sum_col "$c" 2) | $applied | $(sum_col "$f" 5) |"
     done
     echo
 }
@@ -1119,6 +1120,7 @@ report() {
     echo "- gangway reads its configuration file once a second: of the ${CHURN_RATE} rewrites a second only the last of each second is applied ('applied': routing tables gangway published during the runs, from its gangway_snapshot metric; Docker: one per event)."
     echo "- nginx: a reload (SIGHUP, what \`nginx -s reload\` sends) starts a new worker and retires the old one, whose keep-alive connections close: wrk reconnects, and counts an error when a close races a request. 'applied': reloads nginx logged (signals that arrive during a reload are merged)."
     echo "- HAProxy and Caddy apply each change before answering it: 'changes/s done' is their applied rate."
+    echo "- driver CPU %: what bench/churn.py itself used, in % of a CPU (median). It runs on CPU 1 with wrk and the backend; where they are the limit (case 1's backend alone not well above the proxies), its share is taken from every peer's req/s and shows in 'lost'."
     if [[ -s $WORK/res/7docker_cpu ]]; then
         echo "- gangway-docker: during its runs dockerd, containerd and the shims used $(median "$WORK/res/7docker_cpu" 1 %.0f) % of a CPU (median), on either CPU (they are not pinned): taken from the proxy's CPU or the load's, not spent by gangway (its own CPU per request is in the row)."
     fi
