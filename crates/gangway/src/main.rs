@@ -109,8 +109,18 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             )
         })?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(settings.workers)
+    // One worker: the runtime runs on this thread with a plain run queue,
+    // instead of a worker thread with the queues, stealing and wake-ups
+    // that several need. Measured with bench/'s case 1: 10 % less user
+    // time a request (bench/README.md, "One worker").
+    let mut builder = if settings.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(settings.workers);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
