@@ -112,7 +112,8 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     // One worker: the runtime runs on this thread with a plain run queue,
     // instead of a worker thread with the queues, stealing and wake-ups
     // that several need. Measured with bench/'s case 1: 10 % less user
-    // time a request (bench/README.md, "One worker").
+    // time a request, 6 % in the profile-guided build (bench/README.md,
+    // "One worker").
     let mut builder = if settings.workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
